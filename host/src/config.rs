@@ -1,0 +1,321 @@
+//! Weft's configuration: a TOML file, a few environment overrides, defaults in one place, and a
+//! `validate()` that names the bad key.
+//!
+//! Every field's `///` doc is the reference documentation (README "Configuration").
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::route::SubscriptionSpec;
+
+/// Environment variables that override the file, applied after it is read.
+pub const ENV_BROKERS: &str = "WEFT_KAFKA_BROKERS";
+/// Overrides `kafka.group_id`.
+pub const ENV_GROUP_ID: &str = "WEFT_KAFKA_GROUP_ID";
+/// Overrides `plugins.dir`.
+pub const ENV_PLUGINS_DIR: &str = "WEFT_PLUGINS_DIR";
+
+/// librdkafka properties that Weft sets itself because its delivery guarantees depend on them.
+const MANAGED_CONSUMER_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+];
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Connection to the Kafka cluster and the consumer group Weft joins.
+    pub kafka: KafkaConfig,
+    /// Where plugins come from and the limits they run under.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Per-plugin settings, keyed by the plugin's name (`[plugin.audit]`).
+    #[serde(default)]
+    pub plugin: BTreeMap<String, PluginConfig>,
+    /// How events flow from the consumer to the handlers.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// `[kafka]`: the cluster, the group, and librdkafka properties passed through unchanged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port` (`bootstrap.servers`). Env: `WEFT_KAFKA_BROKERS`.
+    pub brokers: String,
+    /// Consumer group id. Every Weft process of one deployment uses the same id; Kafka spreads the
+    /// partitions among them. Env: `WEFT_KAFKA_GROUP_ID`.
+    #[serde(default = "defaults::group_id")]
+    pub group_id: String,
+    /// librdkafka properties for both the consumer and the producer (SASL, SSL, `client.id`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only (`fetch.wait.max.ms`, `session.timeout.ms`, …).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for the producer that writes emitted events (`linger.ms`, `compression.type`, …).
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// `[plugins]`: the directory Weft loads components from and the default sandbox limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory holding the `*.wasm` components. Env: `WEFT_PLUGINS_DIR`.
+    #[serde(default = "defaults::plugins_dir")]
+    pub dir: PathBuf,
+    /// Wall-clock limit for one call into a plugin, in milliseconds. A call that runs longer is
+    /// interrupted and counts as a failure of the event.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest linear memory one plugin instance may grow to, in MiB.
+    #[serde(default = "defaults::memory_limit_mib")]
+    pub memory_limit_mib: u64,
+}
+
+/// `[plugin.<name>]`: settings for one plugin, matched by the name its `describe()` returns.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Replaces the subscriptions the plugin asks for. Each entry: `{ topic = "…", types = ["…"],
+    /// sources = ["…"] }`; a filter ending in `*` matches by prefix.
+    pub subscriptions: Option<Vec<SubscriptionSpec>>,
+    /// String values the plugin reads with `host.config-get(key)`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// `[pipeline]`: concurrency and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Number of lanes events are spread over by key. Events with the same key always use the same
+    /// lane and are handled one after another; lanes run in parallel.
+    #[serde(default = "defaults::lanes")]
+    pub lanes: usize,
+    /// Events that may wait in one lane before the consumer stops fetching.
+    #[serde(default = "defaults::lane_capacity")]
+    pub lane_capacity: usize,
+    /// How long a partition revocation waits for that partition's in-flight events before it commits
+    /// what finished, in milliseconds.
+    #[serde(default = "defaults::drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    pub fn group_id() -> String {
+        "weft".into()
+    }
+    pub fn plugins_dir() -> PathBuf {
+        PathBuf::from("plugins")
+    }
+    pub fn timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn memory_limit_mib() -> u64 {
+        64
+    }
+    pub fn lanes() -> usize {
+        64
+    }
+    pub fn lane_capacity() -> usize {
+        64
+    }
+    pub fn drain_timeout_ms() -> u64 {
+        10_000
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: defaults::plugins_dir(),
+            timeout_ms: defaults::timeout_ms(),
+            memory_limit_mib: defaults::memory_limit_mib(),
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            lanes: defaults::lanes(),
+            lane_capacity: defaults::lane_capacity(),
+            drain_timeout_ms: defaults::drain_timeout_ms(),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with every default, for `brokers`.
+    pub fn with_brokers(brokers: impl Into<String>) -> Self {
+        Self {
+            kafka: KafkaConfig {
+                brokers: brokers.into(),
+                group_id: defaults::group_id(),
+                properties: BTreeMap::new(),
+                consumer: BTreeMap::new(),
+                producer: BTreeMap::new(),
+            },
+            plugins: PluginsConfig::default(),
+            plugin: BTreeMap::new(),
+            pipeline: PipelineConfig::default(),
+        }
+    }
+
+    /// Reads `path`, applies the environment overrides and validates the result.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let mut config =
+            Self::parse(&text).with_context(|| format!("in config file {}", path.display()))?;
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text, without environment overrides or validation.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Applies `WEFT_KAFKA_BROKERS`, `WEFT_KAFKA_GROUP_ID` and `WEFT_PLUGINS_DIR`, read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(brokers) = var(ENV_BROKERS) {
+            self.kafka.brokers = brokers;
+        }
+        if let Some(group) = var(ENV_GROUP_ID) {
+            self.kafka.group_id = group;
+        }
+        if let Some(dir) = var(ENV_PLUGINS_DIR) {
+            self.plugins.dir = dir.into();
+        }
+    }
+
+    /// Checks what serde cannot: empty values, zero limits, properties Weft manages itself.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.kafka.brokers.trim().is_empty() {
+            bail!("kafka.brokers is empty: give at least one host:port (or set {ENV_BROKERS})");
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            bail!("kafka.group_id is empty");
+        }
+        for (table, properties) in [
+            ("kafka.properties", &self.kafka.properties),
+            ("kafka.consumer", &self.kafka.consumer),
+        ] {
+            if let Some(key) = properties
+                .keys()
+                .find(|k| MANAGED_CONSUMER_PROPERTIES.contains(&k.as_str()))
+            {
+                bail!(
+                    "{table}.\"{key}\" is managed by Weft (use kafka.brokers / kafka.group_id; offsets are \
+                     stored only after events are handled)"
+                );
+            }
+        }
+        if self.plugins.timeout_ms == 0 {
+            bail!("plugins.timeout_ms must be greater than 0");
+        }
+        if self.plugins.memory_limit_mib == 0 {
+            bail!("plugins.memory_limit_mib must be greater than 0");
+        }
+        if self.pipeline.lanes == 0 {
+            bail!("pipeline.lanes must be at least 1");
+        }
+        if self.pipeline.lane_capacity == 0 {
+            bail!("pipeline.lane_capacity must be at least 1");
+        }
+        for (name, plugin) in &self.plugin {
+            for (i, sub) in plugin.subscriptions.iter().flatten().enumerate() {
+                sub.validate()
+                    .with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> &'static str {
+        "[kafka]\nbrokers = \"localhost:9092\"\n"
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_brokers() {
+        let config = Config::parse(minimal()).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.kafka.group_id, "weft");
+        assert_eq!(config.plugins.dir, PathBuf::from("plugins"));
+        assert_eq!(config.plugins.timeout_ms, 5_000);
+        assert_eq!(config.pipeline.lanes, 64);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[kafka]\nbrokers = \"b:9092\"\ngroupid = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("groupid"), "{err:#}");
+    }
+
+    #[test]
+    fn env_overrides_brokers_group_and_dir() {
+        let mut config = Config::parse(minimal()).unwrap();
+        config.apply_env(|name| match name {
+            ENV_BROKERS => Some("k1:9092,k2:9092".into()),
+            ENV_GROUP_ID => Some("orders".into()),
+            ENV_PLUGINS_DIR => Some("/srv/plugins".into()),
+            _ => None,
+        });
+        assert_eq!(config.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(config.kafka.group_id, "orders");
+        assert_eq!(config.plugins.dir, PathBuf::from("/srv/plugins"));
+    }
+
+    #[test]
+    fn managed_property_is_refused_by_name() {
+        let config = Config::parse(
+            "[kafka]\nbrokers = \"b:9092\"\n[kafka.consumer]\n\"enable.auto.offset.store\" = \"true\"\n",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.consumer.\"enable.auto.offset.store\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_subscription_override_names_plugin_and_index() {
+        let config = Config::parse(
+            "[kafka]\nbrokers = \"b:9092\"\n[plugin.audit]\nsubscriptions = [{ topic = \"\" }]\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", config.validate().unwrap_err());
+        assert!(err.contains("plugin.audit.subscriptions[0]"), "{err}");
+    }
+
+    #[test]
+    fn zero_lanes_is_refused() {
+        let config =
+            Config::parse("[kafka]\nbrokers = \"b:9092\"\n[pipeline]\nlanes = 0\n").unwrap();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("pipeline.lanes")
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The consumer side: the group member (rebalance handling), the fetch loop that decodes and routes
+//! every record, and the commit bookkeeping. The loop knows nothing about WebAssembly: it hands
+//! routed events to the lanes (`lanes.rs`) and stores offsets when the lanes say an event is done.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::decode::decode;
+use crate::event::Record;
+use crate::lanes::{Job, Lanes};
+use crate::metrics::Metrics;
+use crate::offsets::{OffsetTracker, Ticket};
+use crate::plugin::Plugin;
+use crate::route::Router;
+
+/// The consumer as Weft uses it.
+pub type WeftConsumer = StreamConsumer<GroupContext>;
+
+/// Group membership callbacks: on revocation, wait (bounded) for the revoked partitions' in-flight
+/// events, then commit what finished before the partitions move to another member.
+pub struct GroupContext {
+    tracker: Arc<OffsetTracker>,
+    stopping: Arc<AtomicBool>,
+    drain_timeout: Duration,
+}
+
+impl GroupContext {
+    /// A context over the host's offset tracker.
+    pub fn new(
+        tracker: Arc<OffsetTracker>,
+        stopping: Arc<AtomicBool>,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self {
+            tracker,
+            stopping,
+            drain_timeout,
+        }
+    }
+
+    fn drain(&self, partitions: &TopicPartitionList) {
+        let deadline = Instant::now() + self.drain_timeout;
+        let busy = || {
+            partitions
+                .elements()
+                .iter()
+                .any(|p| self.tracker.in_flight(p.topic(), p.partition()) > 0)
+        };
+        while busy() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if busy() {
+            tracing::warn!(timeout = ?self.drain_timeout, "revoked partitions still had events in flight; they will be redelivered");
+        }
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(partitions) = rebalance else {
+            return;
+        };
+        // Lanes keep running on other threads while this callback waits; at shutdown the unstarted
+        // events are left for the next owner, so there is nothing to wait for.
+        let can_block = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !self.stopping.load(Ordering::SeqCst) && can_block {
+            tokio::task::block_in_place(|| self.drain(partitions));
+        }
+        commit(consumer);
+        for p in partitions.elements() {
+            self.tracker.forget(p.topic(), p.partition());
+        }
+        tracing::info!(partitions = %describe(partitions), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = %describe(partitions), "partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Commits the stored offsets synchronously. "Nothing to commit" is not an error.
+pub fn commit<C: Consumer<GroupContext>>(consumer: &C) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, "offset commit failed; the next commit will retry"),
+    }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    let parts: Vec<String> = partitions
+        .elements()
+        .iter()
+        .map(|p| format!("{}/{}", p.topic(), p.partition()))
+        .collect();
+    parts.join(",")
+}
+
+/// What the fetch loop and the lanes share.
+pub struct Shared {
+    /// The group member.
+    pub consumer: Arc<WeftConsumer>,
+    /// In-flight events per partition.
+    pub tracker: Arc<OffsetTracker>,
+    /// The host's metrics.
+    pub metrics: Metrics,
+    /// Set when shutdown begins: lanes stop starting new events.
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// Marks an event finished and stores the partition's new commit position if it moved.
+    pub fn finish(&self, ticket: &Ticket) {
+        self.metrics.in_flight.dec();
+        let Some(next) = self.tracker.finish(ticket) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        if let Err(error) =
+            tpl.add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(next))
+        {
+            tracing::error!(%error, "cannot build the offset list");
+            return;
+        }
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile; its new owner handles the rest.
+            tracing::debug!(%error, topic = %ticket.topic, partition = ticket.partition, "offset not stored");
+        }
+    }
+}
+
+/// Fetches until `stop` turns true: decode, route, hand to a lane.
+pub async fn fetch_loop(
+    shared: Arc<Shared>,
+    router: Arc<Router<Arc<Plugin>>>,
+    lanes: Lanes,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            message = shared.consumer.recv() => message,
+        };
+        match message {
+            Ok(message) => {
+                if let Some(job) = accept(&shared, &router, &message)
+                    && lanes.send(job).await.is_err()
+                {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are
+/// finished here; the rest become lane jobs.
+fn accept(
+    shared: &Shared,
+    router: &Router<Arc<Plugin>>,
+    message: &BorrowedMessage<'_>,
+) -> Option<Job> {
+    let topic = message.topic();
+    let (partition, offset) = (message.partition(), message.offset());
+    shared.metrics.received.with_label_values(&[topic]).inc();
+    shared.metrics.in_flight.inc();
+    let ticket = shared.tracker.begin(topic, partition, offset);
+    let headers: Vec<(&str, Option<&[u8]>)> = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    let (event, headers) = match decode(&headers, message.payload()) {
+        Ok(decoded) => decoded,
+        Err(reason) => {
+            tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; skipped");
+            shared.metrics.invalid.with_label_values(&[topic]).inc();
+            shared.finish(&ticket);
+            return None;
+        }
+    };
+    let plugins = router.route(topic, &event);
+    if plugins.is_empty() {
+        tracing::debug!(topic, partition, offset, ce.id = %event.id, ce.r#type = %event.ty, "no plugin subscribed");
+        shared.metrics.unrouted.with_label_values(&[topic]).inc();
+        shared.finish(&ticket);
+        return None;
+    }
+    let record = Record {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        key: message.key().map(<[u8]>::to_vec),
+        timestamp_ms: message.timestamp().to_millis(),
+        headers,
+    };
+    Some(Job {
+        ticket,
+        event: event.into(),
+        record,
+        plugins,
+    })
+}

@@ -1,0 +1,178 @@
+//! A running Weft host: plugins loaded, consumer in the group, lanes working. `start` brings it up,
+//! `shutdown` stops fetching, lets in-flight events finish, commits and leaves the group.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::catalog::{self, Refusal};
+use crate::config::Config;
+use crate::consumer::{self, GroupContext, Shared, WeftConsumer};
+use crate::emit::Emitter;
+use crate::kafka;
+use crate::lanes::Lanes;
+use crate::metrics::Metrics;
+use crate::offsets::OffsetTracker;
+use crate::plugin::Plugin;
+use crate::route::Router;
+use crate::runtime::Runtime;
+
+/// A running host.
+pub struct Host {
+    shared: Arc<Shared>,
+    producer: FutureProducer,
+    plugins: Vec<Arc<Plugin>>,
+    refused: Vec<Refusal>,
+    topics: Vec<String>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Host {
+    /// Loads the plugins, joins the consumer group and starts handling events.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let metrics = Metrics::new();
+        let runtime = Runtime::new()?;
+        let producer: FutureProducer = kafka::producer_config(&config.kafka)
+            .create()
+            .context("creating the Kafka producer")?;
+        let emitter = Arc::new(Emitter::Kafka(producer.clone()));
+        let catalog = catalog::load_dir(&runtime, &config.plugins.dir, &config, &emitter).await?;
+        for plugin in &catalog.plugins {
+            let d = &plugin.description;
+            metrics
+                .plugin_info
+                .with_label_values(&[&plugin.id, &d.name, &d.version, &plugin.digest])
+                .set(1);
+        }
+        for _ in &catalog.refused {
+            metrics
+                .plugins_refused
+                .with_label_values(&["invalid_plugin"])
+                .inc();
+        }
+        let router = Arc::new(Router::new(
+            catalog
+                .plugins
+                .iter()
+                .map(|p| (p.clone(), p.subscriptions.clone())),
+        ));
+        let topics = router.topics();
+
+        let tracker = Arc::new(OffsetTracker::new());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let context = GroupContext::new(
+            tracker.clone(),
+            stopping.clone(),
+            Duration::from_millis(config.pipeline.drain_timeout_ms),
+        );
+        let consumer: WeftConsumer = kafka::consumer_config(&config.kafka)
+            .create_with_context(context)
+            .context("creating the Kafka consumer")?;
+        if topics.is_empty() {
+            tracing::warn!(dir = %config.plugins.dir.display(), "no plugin subscribes to any topic; idle");
+        } else {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&names)
+                .context("subscribing to the plugins' topics")?;
+        }
+        tracing::info!(
+            group = %config.kafka.group_id,
+            topics = %topics.join(","),
+            plugins = catalog.plugins.len(),
+            refused = catalog.refused.len(),
+            "weft started"
+        );
+
+        let shared = Arc::new(Shared {
+            consumer: Arc::new(consumer),
+            tracker,
+            metrics,
+            stopping,
+        });
+        let mut tasks = JoinSet::new();
+        let lanes = Lanes::start(
+            config.pipeline.lanes,
+            config.pipeline.lane_capacity,
+            shared.clone(),
+            &mut tasks,
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        tasks.spawn(consumer::fetch_loop(shared.clone(), router, lanes, stop_rx));
+        Ok(Self {
+            shared,
+            producer,
+            plugins: catalog.plugins,
+            refused: catalog.refused,
+            topics,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The loaded plugins.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// The plugin files that were refused, with reasons.
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
+    }
+
+    /// The topics the consumer subscribed to.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Stops fetching, finishes the events already being handled, commits and leaves the group.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: finishing in-flight events");
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        while let Some(result) = self.tasks.join_next().await {
+            result.context("a pipeline task failed")?;
+        }
+        let Host {
+            shared, producer, ..
+        } = self;
+        let consumer = shared.consumer.clone();
+        drop(shared);
+        tokio::task::spawn_blocking(move || {
+            consumer::commit(consumer.as_ref());
+            consumer.unsubscribe();
+            // Dropping the last handle closes the consumer: it leaves the group cleanly.
+            drop(consumer);
+            if let Err(error) = producer.flush(Duration::from_secs(10)) {
+                tracing::warn!(%error, "producer flush at shutdown");
+            }
+        })
+        .await
+        .context("closing the Kafka clients")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs a host until `shutdown` resolves, then shuts it down gracefully.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let host = Host::start(config).await?;
+    shutdown.await;
+    host.shutdown().await
+}

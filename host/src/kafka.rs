@@ -1,0 +1,76 @@
+//! librdkafka client configuration: Weft's settings, the user's pass-through properties on top, and
+//! the few properties Weft's delivery guarantees depend on forced last.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Consumer settings. Offsets are stored by Weft only once an event is finished
+/// (`enable.auto.offset.store=false`) and committed in the background and on revocation/shutdown.
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", "earliest")
+        .set("auto.commit.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "100")
+        .set("client.id", "weft");
+    for (key, value) in kafka.properties.iter().chain(&kafka.consumer) {
+        config.set(key, value);
+    }
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false");
+    config
+}
+
+/// Producer settings for events that plugins emit. Idempotent with `acks=all` so a retried send
+/// neither duplicates nor reorders within a partition.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("client.id", "weft");
+    for (key, value) in kafka.properties.iter().chain(&kafka.producer) {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", &kafka.brokers);
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn passthrough_applies_but_guarantees_win() {
+        let mut config = Config::with_brokers("b:9092");
+        config
+            .kafka
+            .properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        config
+            .kafka
+            .consumer
+            .insert("fetch.wait.max.ms".into(), "10".into());
+        config
+            .kafka
+            .producer
+            .insert("linger.ms".into(), "20".into());
+        let consumer = consumer_config(&config.kafka);
+        assert_eq!(consumer.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(consumer.get("group.id"), Some("weft"));
+        let producer = producer_config(&config.kafka);
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(producer.get("fetch.wait.max.ms"), None);
+    }
+}

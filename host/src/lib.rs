@@ -1,0 +1,40 @@
+//! Weft: runs sandboxed WebAssembly event handlers on Kafka.
+//!
+//! Records flow one way: the consumer decodes each record as a CloudEvent (both Kafka binding
+//! modes), routes it to the plugins whose subscriptions match, hands it to the lane of its key, and
+//! a lane calls each plugin's `handle` in a WebAssembly component. When every plugin is done with
+//! an event its offset may be committed, never past an unfinished event of the same partition.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, env overrides and validation.
+//! - [`event`], [`decode`]: the CloudEvent model and the Kafka binding (read side); [`emit`]: the
+//!   write side for events plugins emit.
+//! - [`route`]: subscriptions and the routing table.
+//! - [`runtime`], [`plugin`], [`catalog`]: the WebAssembly engine, one loaded plugin with its
+//!   instance pool, and the plugins directory.
+//! - [`consumer`], [`lanes`], [`offsets`]: the fetch loop and group membership, per-key ordering,
+//!   contiguous commits.
+//! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
+//! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
+
+mod bindings;
+pub mod catalog;
+pub mod config;
+pub mod consumer;
+pub mod decode;
+pub mod dev;
+pub mod emit;
+pub mod event;
+pub mod host;
+pub mod invoke;
+pub mod kafka;
+pub mod lanes;
+pub mod metrics;
+pub mod offsets;
+pub mod plugin;
+pub mod route;
+pub mod runtime;
+pub mod telemetry;
+
+pub use config::Config;
+pub use host::{Host, run};

@@ -1,0 +1,164 @@
+//! The `weft` command: parse the command line, set up logging, load the configuration, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weft::config::{Config, PluginConfig};
+use weft::telemetry::{self, LogFormat};
+
+/// Runs sandboxed WebAssembly event handlers on Kafka.
+#[derive(Parser)]
+#[command(name = "weft", version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WEFT_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run in production: join the consumer group and handle events until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "weft.toml", env = "WEFT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run everything locally: a mock Kafka cluster, the example plugin and a stream of sample events.
+    Dev {
+        /// Use this Kafka cluster instead of the in-process mock one.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Load plugins from this directory instead of the bundled example.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Sample events produced per second.
+        #[arg(long, default_value_t = 5)]
+        rate: u32,
+    },
+    /// Load a plugin, check it implements the handler world, and print what it describes.
+    Check {
+        /// The component file.
+        plugin: PathBuf,
+    },
+    /// Call a plugin with one event (structured-mode JSON file), without Kafka.
+    Invoke {
+        /// The component file.
+        plugin: PathBuf,
+        /// The CloudEvent, as JSON.
+        #[arg(long)]
+        event: PathBuf,
+        /// The topic the event pretends to come from.
+        #[arg(long, default_value = "weft-invoke")]
+        topic: String,
+        /// `key=value` pairs the plugin reads with config-get.
+        #[arg(long = "set", value_parser = parse_key_value)]
+        settings: Vec<(String, String)>,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match execute(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            weft::run(config, shutdown_signal()).await?;
+        }
+        Command::Dev {
+            brokers,
+            plugins,
+            rate,
+        } => {
+            let options = weft::dev::DevOptions {
+                brokers,
+                plugins_dir: plugins,
+                rate,
+            };
+            weft::dev::run(options, shutdown_signal()).await?;
+        }
+        Command::Check { plugin } => {
+            let loaded = weft::invoke::check(&plugin, &PluginConfig::default()).await?;
+            let report = serde_json::json!({
+                "id": loaded.id,
+                "digest": loaded.digest,
+                "world": weft::plugin::WORLD,
+                "describe": loaded.description,
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Invoke {
+            plugin,
+            event,
+            topic,
+            settings,
+        } => {
+            let json =
+                std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
+            let settings = PluginConfig {
+                subscriptions: None,
+                config: settings.into_iter().collect(),
+            };
+            let invocation = weft::invoke::invoke(&plugin, &json, &topic, &settings).await?;
+            for emitted in &invocation.emitted {
+                let key = emitted.key.as_deref().map(String::from_utf8_lossy);
+                let data = emitted.event.data.as_deref().map(String::from_utf8_lossy);
+                println!(
+                    "emitted to {} key={} id={} type={} data={}",
+                    emitted.topic,
+                    key.as_deref().unwrap_or("-"),
+                    emitted.event.id,
+                    emitted.event.ty,
+                    data.as_deref().unwrap_or("-")
+                );
+            }
+            return Ok(match invocation.outcome {
+                Ok(()) => {
+                    println!("handled");
+                    ExitCode::SUCCESS
+                }
+                Err(failure) => {
+                    println!("failed ({}): {failure}", failure.reason());
+                    ExitCode::from(2)
+                }
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

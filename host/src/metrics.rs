@@ -1,0 +1,164 @@
+//! Every metric Weft exports, defined in one place. Names follow `weft_<thing>_<unit>[_total]`;
+//! labels are low-cardinality: topic, plugin id, and bounded reason codes, never raw error text.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Handler durations from 10 µs to 10 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The metrics of one Weft host.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// Records read from Kafka, by topic.
+    pub received: IntCounterVec,
+    /// Records that are not valid CloudEvents, by topic.
+    pub invalid: IntCounterVec,
+    /// Valid events no plugin subscribed to, by topic.
+    pub unrouted: IntCounterVec,
+    /// Events a plugin handled, by topic and plugin.
+    pub handled: IntCounterVec,
+    /// Failed handler calls, by topic, plugin and reason code.
+    pub failed: IntCounterVec,
+    /// Events plugins emitted and the broker acknowledged, by plugin.
+    pub emitted: IntCounterVec,
+    /// Duration of one handler call including its emits' acknowledgements, by plugin.
+    pub handler_duration: HistogramVec,
+    /// Events fetched and not yet finished.
+    pub in_flight: IntGauge,
+    /// Loaded plugins, by plugin, name, version and digest (always 1).
+    pub plugin_info: IntGaugeVec,
+    /// Plugin files refused at load.
+    pub plugins_refused: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let received = counter(
+            "weft_events_received_total",
+            "Records read from Kafka.",
+            &["topic"],
+        );
+        let invalid = counter(
+            "weft_events_invalid_total",
+            "Records that are not valid CloudEvents.",
+            &["topic"],
+        );
+        let unrouted = counter(
+            "weft_events_unrouted_total",
+            "Valid events that no plugin subscribed to.",
+            &["topic"],
+        );
+        let handled = counter(
+            "weft_events_handled_total",
+            "Events a plugin handled.",
+            &["topic", "plugin"],
+        );
+        let failed = counter(
+            "weft_events_failed_total",
+            "Handler calls that did not handle the event, by reason.",
+            &["topic", "plugin", "reason"],
+        );
+        let emitted = counter(
+            "weft_events_emitted_total",
+            "Events plugins emitted, acknowledged by the broker.",
+            &["plugin"],
+        );
+        let plugins_refused = counter(
+            "weft_plugin_refusals_total",
+            "Plugin files refused at load.",
+            &["reason"],
+        );
+        let handler_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "weft_handler_duration_seconds",
+                "Duration of one handler call.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(handler_duration.clone()))
+            .expect("metric registered once");
+        let in_flight = IntGauge::new(
+            "weft_events_in_flight",
+            "Events fetched and not yet finished.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("metric registered once");
+        let plugin_info = IntGaugeVec::new(
+            Opts::new(
+                "weft_plugin_info",
+                "Loaded plugins (value 1) with their version and digest.",
+            ),
+            &["plugin", "name", "version", "digest"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(plugin_info.clone()))
+            .expect("metric registered once");
+        Self {
+            registry,
+            received,
+            invalid,
+            unrouted,
+            handled,
+            failed,
+            emitted,
+            handler_duration,
+            in_flight,
+            plugin_info,
+            plugins_refused,
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("Prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_weft_metrics() {
+        let m = Metrics::new();
+        m.invalid.with_label_values(&["orders"]).inc();
+        let text = m.render();
+        assert!(
+            text.contains("weft_events_invalid_total{topic=\"orders\"} 1"),
+            "{text}"
+        );
+    }
+}

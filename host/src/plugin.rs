@@ -1,0 +1,391 @@
+//! A loaded plugin: one compiled component checked against the `handler` world, what it said about
+//! itself in `describe()`, and a pool of ready instances that handle events.
+//!
+//! # Instances
+//! Each instance owns its `Store`. After a call that returned normally (handled, or a failure the
+//! plugin reported) the instance goes back to the pool and serves the next event, so the per-event
+//! cost is a call, not an instantiation. An instance whose call trapped or timed out is dropped with
+//! its store: its memory may be corrupt. State a plugin keeps in globals is therefore per instance
+//! and can vanish at any time.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+
+use crate::bindings::{Cloudevent, Delivery, HandleError, Handler, HandlerPre};
+use crate::config::{Config, PluginConfig};
+use crate::emit::Emitter;
+use crate::route::SubscriptionSpec;
+use crate::runtime::{DeadlineExceeded, HostState, PluginEnv, Runtime};
+
+/// The world every plugin must implement.
+pub const WORLD: &str = "weft:handler/handler@0.1.0";
+
+/// Why one call into a plugin did not handle the event. The consumer maps these to its delivery
+/// policy; the `reason` codes are the bounded values used in logs and metrics.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    /// The plugin returned `retryable`.
+    #[error("retryable error: {reason}")]
+    Retryable {
+        /// The plugin's message.
+        reason: String,
+        /// The plugin's delay hint.
+        delay: Option<Duration>,
+    },
+    /// The plugin returned `permanent`.
+    #[error("permanent error: {0}")]
+    Permanent(String),
+    /// The call trapped (panic, unreachable, out-of-bounds access, memory limit).
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The call ran past the plugin's deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// An event the plugin emitted was not acknowledged by the broker.
+    #[error("emitted event not delivered: {0}")]
+    Emit(String),
+}
+
+impl Failure {
+    /// A bounded code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Retryable { .. } => "retryable_error",
+            Failure::Permanent(_) => "permanent_error",
+            Failure::Trap(_) => "trap",
+            Failure::Timeout(_) => "timeout",
+            Failure::Emit(_) => "emit_failed",
+        }
+    }
+
+    fn from_call(error: wasmtime::Error) -> Self {
+        if let Some(DeadlineExceeded(after)) = error.downcast_ref::<DeadlineExceeded>() {
+            return Failure::Timeout(*after);
+        }
+        Failure::Trap(format!("{error:#}").replace('\n', " "))
+    }
+}
+
+/// What the plugin said about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Description {
+    /// `plugin-info.name`.
+    pub name: String,
+    /// `plugin-info.version`.
+    pub version: String,
+    /// `plugin-info.description`.
+    pub description: String,
+    /// The subscriptions the plugin asked for.
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+/// Per-plugin sandbox limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock deadline of one call.
+    pub timeout: Duration,
+    /// Largest linear memory of one instance, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Limits {
+    /// The limits `config` sets for every plugin.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            timeout: Duration::from_millis(config.plugins.timeout_ms),
+            memory_bytes: usize::try_from(config.plugins.memory_limit_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+struct Instance {
+    store: Store<HostState>,
+    handler: Handler,
+}
+
+/// A loaded, checked plugin.
+pub struct Plugin {
+    /// The plugin's id: its file name without `.wasm`. Configuration (`[plugin.<id>]`), logs and
+    /// metrics use it.
+    pub id: String,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the file, hex.
+    pub digest: String,
+    /// What `describe()` returned.
+    pub description: Description,
+    /// The subscriptions in effect: the configured override, or the described ones.
+    pub subscriptions: Vec<SubscriptionSpec>,
+    limits: Limits,
+    pre: HandlerPre<HostState>,
+    env: Arc<PluginEnv>,
+    runtime: Arc<Runtime>,
+    pool: Mutex<Vec<Instance>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.id)
+            .field("digest", &self.short_digest())
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Loads the component at `path`: compiles it (off the async runtime), checks it implements the
+    /// world, calls `describe()` and validates the answer. Errors are one-line reasons.
+    pub async fn load(
+        runtime: &Arc<Runtime>,
+        path: &Path,
+        settings: &PluginConfig,
+        limits: Limits,
+        emitter: Arc<Emitter>,
+    ) -> anyhow::Result<Self> {
+        let id = plugin_id(path)?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        check_header(&bytes)?;
+        let engine = runtime.engine().clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .context("compiler task failed")?
+            .map_err(|e| anyhow!("not a valid WebAssembly component: {}", one_line(&e)))?;
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
+        let pre = HandlerPre::new(pre)
+            .map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
+        let env = Arc::new(PluginEnv {
+            id: id.clone(),
+            config: settings.config.clone(),
+            emitter,
+        });
+        let mut plugin = Plugin {
+            id,
+            path: path.to_path_buf(),
+            digest,
+            description: Description {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                subscriptions: Vec::new(),
+            },
+            subscriptions: Vec::new(),
+            limits,
+            pre,
+            env,
+            runtime: runtime.clone(),
+            pool: Mutex::new(Vec::new()),
+        };
+        plugin.description = plugin.describe().await?;
+        plugin.subscriptions = match &settings.subscriptions {
+            Some(overridden) => overridden.clone(),
+            None => plugin.description.subscriptions.clone(),
+        };
+        Ok(plugin)
+    }
+
+    /// The first 12 hex digits of the digest, for logs.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..12]
+    }
+
+    async fn describe(&self) -> anyhow::Result<Description> {
+        let mut instance = self
+            .instantiate()
+            .await
+            .map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
+        instance.arm(self.limits.timeout, None);
+        let info = instance
+            .handler
+            .call_describe(&mut instance.store)
+            .await
+            .map_err(|e| anyhow!("describe() failed: {}", Failure::from_call(e)))?;
+        let description = Description {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            subscriptions: info.subscriptions.into_iter().map(Into::into).collect(),
+        };
+        if description.name.is_empty() {
+            bail!("describe() returned an empty name");
+        }
+        for (i, sub) in description.subscriptions.iter().enumerate() {
+            sub.validate()
+                .map_err(|e| anyhow!("describe() subscription {i}: {e}"))?;
+        }
+        self.pool.lock().expect("pool lock poisoned").push(instance);
+        Ok(description)
+    }
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            self.runtime.engine(),
+            HostState::new(self.env.clone(), limits),
+        );
+        store.limiter(|state| &mut state.limits);
+        // Instantiation runs the component's start code, which is bounded like a call.
+        let state = store.data_mut();
+        state.timeout = self.limits.timeout;
+        state.deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if Instant::now() >= state.deadline {
+                Err(DeadlineExceeded(state.timeout).into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let handler = self.pre.instantiate_async(&mut store).await?;
+        Ok(Instance { store, handler })
+    }
+
+    /// Calls `handle` for one event and waits until every event it emitted is acknowledged.
+    pub async fn handle(&self, event: &Cloudevent, delivery: &Delivery) -> Result<(), Failure> {
+        let pooled = self.pool.lock().expect("pool lock poisoned").pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => self.instantiate().await.map_err(Failure::from_call)?,
+        };
+        instance.arm(self.limits.timeout, Some(&event.id));
+        let result = instance
+            .handler
+            .call_handle(&mut instance.store, event, delivery)
+            .await;
+        let pending = std::mem::take(&mut instance.store.data_mut().pending);
+        let returned = match result {
+            // The instance trapped: drop it, its state cannot be trusted.
+            Err(error) => return Err(Failure::from_call(error)),
+            Ok(returned) => returned,
+        };
+        self.pool.lock().expect("pool lock poisoned").push(instance);
+        match returned {
+            Ok(()) => {}
+            Err(HandleError::Retryable(e)) => {
+                return Err(Failure::Retryable {
+                    reason: e.reason,
+                    delay: e.delay_ms.map(Duration::from_millis),
+                });
+            }
+            Err(HandleError::Permanent(reason)) => return Err(Failure::Permanent(reason)),
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(Failure::Emit(error.to_string())),
+                Err(_) => return Err(Failure::Emit("the producer shut down".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Instance {
+    /// Prepares the store for one call: a fresh deadline and the event id for log attribution.
+    fn arm(&mut self, timeout: Duration, event_id: Option<&str>) {
+        let state = self.store.data_mut();
+        state.deadline = Instant::now() + timeout;
+        state.timeout = timeout;
+        state.current_event = event_id.map(str::to_string);
+        self.store.set_epoch_deadline(1);
+    }
+}
+
+/// Refuses what is not a WebAssembly component before the compiler sees it, with advice.
+fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
+    if !bytes.starts_with(b"\0asm") {
+        bail!("not a WebAssembly file (it does not start with the \\0asm magic bytes)");
+    }
+    // Bytes 4..8 are the version and layer: layer 0 is a core module, layer 1 a component.
+    if bytes.get(6..8) == Some(&[0, 0]) {
+        bail!(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2 or wrap it with \
+             `wasm-tools component new`"
+        );
+    }
+    Ok(())
+}
+
+/// The plugin id for `path`: the file name without `.wasm`.
+pub fn plugin_id(path: &Path) -> anyhow::Result<String> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| anyhow!("{} has no UTF-8 file name", path.display()))?;
+    if stem.is_empty()
+        || !stem
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        bail!(
+            "plugin file name {stem:?} must be lowercase letters, digits, '-' or '_' (it becomes the plugin id)"
+        );
+    }
+    Ok(stem.to_string())
+}
+
+fn one_line(error: &impl std::fmt::Display) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_id_is_the_file_stem() {
+        assert_eq!(plugin_id(Path::new("/p/audit.wasm")).unwrap(), "audit");
+        assert_eq!(
+            plugin_id(Path::new("order-saga_v2.wasm")).unwrap(),
+            "order-saga_v2"
+        );
+        assert!(plugin_id(Path::new("Audit.wasm")).is_err());
+        assert!(plugin_id(Path::new("my plugin.wasm")).is_err());
+    }
+
+    #[test]
+    fn header_check_explains_what_the_file_is() {
+        assert!(
+            check_header(b"hello")
+                .unwrap_err()
+                .to_string()
+                .contains("not a WebAssembly file")
+        );
+        let core = wat::parse_str("(module)").unwrap();
+        assert!(
+            check_header(&core)
+                .unwrap_err()
+                .to_string()
+                .contains("core WebAssembly module")
+        );
+        let component = wat::parse_str("(component)").unwrap();
+        assert!(check_header(&component).is_ok());
+    }
+
+    #[test]
+    fn failure_reasons_are_bounded_codes() {
+        assert_eq!(Failure::Permanent("x".into()).reason(), "permanent_error");
+        assert_eq!(Failure::Timeout(Duration::from_secs(1)).reason(), "timeout");
+        let deadline: wasmtime::Error = DeadlineExceeded(Duration::from_millis(5)).into();
+        assert_eq!(
+            Failure::from_call(deadline),
+            Failure::Timeout(Duration::from_millis(5))
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The WebAssembly runtime shared by every plugin: one `Engine`, one `Linker` with WASI and the
+//! `weft:handler/host` imports, an epoch ticker for deadlines, and the per-store host state.
+//!
+//! The engine and linker are built once per process. Components and their `InstancePre` are built
+//! once per plugin file (see `plugin.rs`); stores are cheap and live as long as the pooled instance
+//! that owns them.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::producer::DeliveryFuture;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{self, EmitError as WitEmitError, LogLevel};
+use crate::emit::{EmitError, Emitter};
+
+/// How often the epoch advances. A running plugin yields to the async runtime at every tick and is
+/// stopped at the first tick past its deadline, so this is the resolution of `timeout_ms`.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The error a store's epoch callback raises when a call runs past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the handler ran past its {0:?} deadline")]
+pub struct DeadlineExceeded(pub Duration);
+
+/// The engine, the linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl Runtime {
+    /// Builds the engine (epoch interruption on) and the linker, and starts the epoch ticker.
+    pub fn new() -> anyhow::Result<Arc<Self>> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the WebAssembly engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("adding WASI to the linker")?;
+        bindings::Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("adding the weft:handler host imports to the linker")?;
+        let ticker = engine.weak();
+        thread::Builder::new()
+            .name("weft-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+        Ok(Arc::new(Self { engine, linker }))
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The shared linker.
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+}
+
+/// What a plugin instance may reach: its configuration and where its emitted events go.
+pub struct PluginEnv {
+    /// The plugin's id (its file name without `.wasm`), for logs.
+    pub id: String,
+    /// `[plugin.<id>] config`, read by `config-get`.
+    pub config: std::collections::BTreeMap<String, String>,
+    /// Destination of `emit`.
+    pub emitter: Arc<Emitter>,
+}
+
+/// The data of one plugin instance's `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory and instance caps, enforced by the store's resource limiter.
+    pub(crate) limits: StoreLimits,
+    env: Arc<PluginEnv>,
+    /// Broker acknowledgements of the events emitted by the current call; awaited before the input
+    /// counts as handled.
+    pub(crate) pending: Vec<DeliveryFuture>,
+    /// When the current call must stop.
+    pub(crate) deadline: Instant,
+    /// The limit that set `deadline`, reported when it passes.
+    pub(crate) timeout: Duration,
+    /// The event being handled, for log lines written by the plugin.
+    pub(crate) current_event: Option<String>,
+}
+
+impl HostState {
+    /// A fresh state: no filesystem, no environment, no network; stderr goes to the host's stderr so a
+    /// guest panic message is visible.
+    pub fn new(env: Arc<PluginEnv>, limits: StoreLimits) -> Self {
+        let wasi = WasiCtx::builder()
+            .inherit_stderr()
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            env,
+            pending: Vec::new(),
+            deadline: Instant::now(),
+            timeout: Duration::ZERO,
+            current_event: None,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::types::Host for HostState {}
+
+impl bindings::host::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let plugin = self.env.id.as_str();
+        let event = self.current_event.as_deref().unwrap_or("");
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, ce.id = event, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, ce.id = event, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, ce.id = event, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, ce.id = event, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, ce.id = event, "{message}"),
+        }
+    }
+
+    fn emit(
+        &mut self,
+        topic: String,
+        event: bindings::Cloudevent,
+        key: Option<Vec<u8>>,
+    ) -> Result<(), WitEmitError> {
+        match self.env.emitter.send(&topic, event.into(), key.as_deref()) {
+            Ok(Some(delivery)) => {
+                self.pending.push(delivery);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(EmitError::InvalidEvent(m)) => Err(WitEmitError::InvalidEvent(m)),
+            Err(EmitError::Forbidden(m)) => Err(WitEmitError::Forbidden(m)),
+            Err(EmitError::Unavailable(m)) => Err(WitEmitError::Unavailable(m)),
+        }
+    }
+
+    fn config_get(&mut self, key: String) -> Option<String> {
+        self.env.config.get(&key).cloned()
+    }
+}

@@ -1,0 +1,68 @@
+//! Test plugin: emits exactly one output event per input event.
+//!
+//! Subscribes to the topic named by the `topic` config key (default `weft-echo-in`) and emits, for every
+//! input, an event with the same `id` and `data` to the `output-topic` config key (default
+//! `<input topic>.out`), keyed like the input. Extensions on the output record which version handled
+//! the input (`echoversion`, from the `version` config key) and where the input came from
+//! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery.
+
+wit_bindgen::generate!({ path: "../../wit", world: "handler" });
+
+use weft::handler::host;
+use weft::handler::types::{RetryableError, Subscription};
+
+struct Echo;
+
+impl Guest for Echo {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: host::config_get("name").unwrap_or_else(|| "echo".into()),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Emits one output event per input event".into(),
+            subscriptions: vec![Subscription {
+                topic: host::config_get("topic").unwrap_or_else(|| "weft-echo-in".into()),
+                types: vec![],
+                sources: vec![],
+            }],
+        }
+    }
+
+    fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
+        let topic =
+            host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
+        let version = host::config_get("version").unwrap_or_else(|| "v1".into());
+        let mut extensions = vec![
+            ("echoversion".to_string(), version),
+            ("inpartition".to_string(), delivery.partition.to_string()),
+            ("inoffset".to_string(), delivery.offset.to_string()),
+            ("attempt".to_string(), delivery.attempt.to_string()),
+        ];
+        extensions.extend(
+            event
+                .extensions
+                .iter()
+                .filter(|(n, _)| n == "traceparent")
+                .cloned(),
+        );
+        let output = Cloudevent {
+            id: event.id.clone(),
+            source: "weft-test/echo".into(),
+            type_: "weft.test.echoed".into(),
+            specversion: "1.0".into(),
+            datacontenttype: event.datacontenttype.clone(),
+            dataschema: None,
+            subject: Some(event.type_.clone()),
+            time: None,
+            extensions,
+            data: event.data,
+        };
+        host::emit(&topic, &output, delivery.key.as_deref()).map_err(|e| {
+            HandleError::Retryable(RetryableError {
+                reason: format!("emit failed: {e:?}"),
+                delay_ms: None,
+            })
+        })
+    }
+}
+
+export!(Echo);

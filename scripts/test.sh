@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs Weft's whole test suite from a clean checkout: installs what it needs (the wasm32-wasip2
+# target, the tansu test broker), starts the broker on a free loopback port, runs every test, and
+# stops the broker. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# CI clones afresh each run: keep build output outside the clone so warm runs are fast.
+if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    export CARGO_TARGET_DIR="$HOME/.cache/weft/target"
+fi
+
+rustup target add wasm32-wasip2 >/dev/null
+scripts/kafka.sh install
+
+export WEFT_KAFKA_STATE="${TMPDIR:-/tmp}/weft-kafka-test-$$"
+trap 'scripts/kafka.sh stop' EXIT
+WEFT_TEST_BROKERS=$(scripts/kafka.sh start)
+export WEFT_TEST_BROKERS
+echo "test broker: $WEFT_TEST_BROKERS" >&2
+
+cargo test --workspace --locked "$@"

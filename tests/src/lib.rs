@@ -1,0 +1,348 @@
+//! Support for Weft's integration tests: the test broker's address, topics, an independent producer
+//! built on the CloudEvents SDK, readers for output topics and committed offsets, and the test
+//! plugins (built by `build.rs`).
+//!
+//! The broker comes from `scripts/kafka.sh start`; `scripts/test.sh` starts it and exports
+//! `WEFT_TEST_BROKERS`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cloudevents::{EventBuilder, EventBuilderV10};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weft::Config;
+
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+/// The test broker's bootstrap address.
+pub fn brokers() -> String {
+    std::env::var("WEFT_TEST_BROKERS").expect(
+        "WEFT_TEST_BROKERS is not set: run the tests with scripts/test.sh, or start a broker with \
+         scripts/kafka.sh start and export WEFT_TEST_BROKERS=<address>",
+    )
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_ish())
+}
+
+fn uuid_ish() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:x}{:x}{}",
+        nanos,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Logs go to the test output when `RUST_LOG` is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        weft::telemetry::init(weft::telemetry::LogFormat::Text);
+    }
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create_topics request");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// A plugins directory holding copies of `plugins` as `(file stem, source path)`.
+pub fn plugins_dir(plugins: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("weft-plugins"));
+    std::fs::create_dir_all(&dir).expect("creating plugins dir");
+    for (stem, source) in plugins {
+        std::fs::copy(source, dir.join(format!("{stem}.wasm"))).expect("copying plugin");
+    }
+    dir
+}
+
+/// A host configuration for the test broker, a fresh group, and `dir`.
+pub fn config(dir: &Path) -> Config {
+    let mut config = Config::with_brokers(brokers());
+    config.kafka.group_id = unique("weft-test");
+    config
+        .kafka
+        .consumer
+        .insert("fetch.wait.max.ms".into(), "10".into());
+    config.plugins.dir = dir.to_path_buf();
+    config
+}
+
+/// Sets `[plugin.<id>] config` values.
+pub fn plugin_config(config: &mut Config, id: &str, values: &[(&str, &str)]) {
+    let entry = config.plugin.entry(id.to_string()).or_default();
+    for (k, v) in values {
+        entry.config.insert(k.to_string(), v.to_string());
+    }
+}
+
+/// How a test event is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `ce_*` headers.
+    Binary,
+    /// `application/cloudevents+json`.
+    Structured,
+}
+
+/// A producer independent of the host (the CloudEvents SDK builds the events).
+///
+/// It writes one record per batch: tansu 0.6 answers a fetch that starts inside a record batch with
+/// the *next* batch and reports the high watermark as the last batch's base offset + 1, so a
+/// consumer restarting mid-batch would skip records and end offsets would be wrong. Single-record
+/// batches keep the broker exact, so the tests check Weft and not the broker.
+pub struct TestProducer {
+    producer: FutureProducer,
+}
+
+impl TestProducer {
+    /// A producer for the test broker.
+    pub fn new() -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("linger.ms", "0")
+            .set("batch.num.messages", "1")
+            .create()
+            .expect("test producer");
+        Self { producer }
+    }
+
+    /// Produces a CloudEvent with `id`, type `com.example.test`, `data` as JSON, keyed by `key`.
+    pub async fn event(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        id: &str,
+        mode: Mode,
+    ) {
+        let event = EventBuilderV10::new()
+            .id(id)
+            .source("/weft/tests")
+            .ty("com.example.test")
+            .data(
+                "application/json",
+                serde_json::json!({ "id": id, "key": key }),
+            )
+            .build()
+            .expect("valid event");
+        let (headers, value) = match mode {
+            Mode::Binary => weft::dev::binary_record(&event),
+            Mode::Structured => weft::dev::structured_record(&event),
+        };
+        let headers: Vec<(&str, Option<&[u8]>)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
+            .collect();
+        self.raw(
+            topic,
+            partition,
+            Some(key.as_bytes()),
+            &headers,
+            Some(&value),
+        )
+        .await;
+    }
+
+    /// Produces a record exactly as given and waits for the acknowledgement.
+    pub async fn raw(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+        value: Option<&[u8]>,
+    ) {
+        let owned = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header { key, value: *value })
+        });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(owned);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+
+    /// Sends without waiting; call [`TestProducer::flush`] afterwards.
+    pub fn enqueue(&self, topic: &str, key: &str, headers: &[(String, Vec<u8>)], value: &[u8]) {
+        let owned = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            })
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(key)
+            .headers(owned)
+            .payload(value);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(_) => return,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Waits until every enqueued record is acknowledged.
+    pub fn flush(&self) {
+        rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(60)).expect("flush");
+    }
+}
+
+impl Default for TestProducer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A record read back from an output topic.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Partition it was written to.
+    pub partition: i32,
+    /// Its key.
+    pub key: Option<String>,
+    /// Its headers.
+    pub headers: HashMap<String, String>,
+    /// Its value.
+    pub value: Vec<u8>,
+}
+
+impl Output {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Reads `topic` from the beginning until `count` records arrived or `timeout` passed; records of
+/// one partition come back in order.
+pub async fn read(topic: &str, count: usize, timeout: Duration) -> Vec<Output> {
+    read_until(topic, timeout, |outputs| outputs.len() >= count).await
+}
+
+/// Reads `topic` from the beginning until `done` says so or `timeout` passed.
+pub async fn read_until(
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Output]) -> bool,
+) -> Vec<Output> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !done(&out) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Err(_) => break,
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Ok(Ok(m)) => out.push(Output {
+                partition: m.partition(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                value: m.payload().unwrap_or_default().to_vec(),
+            }),
+        }
+    }
+    out
+}
+
+/// For each partition of `topic`: (committed offset of `group`, end offset).
+pub fn committed_and_end(group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let c = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            (c, high)
+        })
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes; returns whether it became true.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}

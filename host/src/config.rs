@@ -307,6 +307,13 @@ mod tests {
     }
 
     #[test]
+    fn example_config_is_valid() {
+        let config = Config::parse(include_str!("../../examples/weft.toml")).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.plugin["audit"].config["output-topic"], "audit-log");
+    }
+
+    #[test]
     fn zero_lanes_is_refused() {
         let config =
             Config::parse("[kafka]\nbrokers = \"b:9092\"\n[pipeline]\nlanes = 0\n").unwrap();

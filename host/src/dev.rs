@@ -116,6 +116,12 @@ pub async fn run(
             }
         }
     }
+    // Close the sample clients before the mock cluster goes away, or they wait for it.
+    tokio::task::spawn_blocking(move || {
+        let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(1));
+        drop((producer, audit));
+    })
+    .await?;
     host.shutdown().await?;
     drop(mock);
     Ok(())

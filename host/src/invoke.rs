@@ -27,8 +27,8 @@ pub async fn check(path: &Path, settings: &PluginConfig) -> anyhow::Result<Plugi
 /// The result of one invocation.
 #[derive(Debug)]
 pub struct Invocation {
-    /// `Ok` if the event was handled.
-    pub outcome: Result<(), Failure>,
+    /// `Ok` with the number of emitted events if the event was handled.
+    pub outcome: Result<usize, Failure>,
     /// The events the plugin emitted.
     pub emitted: Vec<Emitted>,
 }

@@ -107,10 +107,16 @@ async fn handle(shared: &Shared, job: &Job) {
             .with_label_values(&[&plugin.id])
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(()) => metrics
-                .handled
-                .with_label_values(&[topic, &plugin.id])
-                .inc(),
+            Ok(emitted) => {
+                metrics
+                    .handled
+                    .with_label_values(&[topic, &plugin.id])
+                    .inc();
+                metrics
+                    .emitted
+                    .with_label_values(&[&plugin.id])
+                    .inc_by(emitted as u64);
+            }
             Err(failure) => {
                 metrics
                     .failed

@@ -133,7 +133,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             return Ok(match invocation.outcome {
-                Ok(()) => {
+                Ok(_) => {
                     println!("handled");
                     ExitCode::SUCCESS
                 }

@@ -257,7 +257,8 @@ impl Plugin {
     }
 
     /// Calls `handle` for one event and waits until every event it emitted is acknowledged.
-    pub async fn handle(&self, event: &Cloudevent, delivery: &Delivery) -> Result<(), Failure> {
+    /// Returns how many events it emitted.
+    pub async fn handle(&self, event: &Cloudevent, delivery: &Delivery) -> Result<usize, Failure> {
         let pooled = self.pool.lock().expect("pool lock poisoned").pop();
         let mut instance = match pooled {
             Some(instance) => instance,
@@ -269,6 +270,7 @@ impl Plugin {
             .call_handle(&mut instance.store, event, delivery)
             .await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
+        let emitted = std::mem::take(&mut instance.store.data_mut().emitted);
         let returned = match result {
             // The instance trapped: drop it, its state cannot be trusted.
             Err(error) => return Err(Failure::from_call(error)),
@@ -292,7 +294,7 @@ impl Plugin {
                 Err(_) => return Err(Failure::Emit("the producer shut down".into())),
             }
         }
-        Ok(())
+        Ok(emitted)
     }
 }
 

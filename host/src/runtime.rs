@@ -93,6 +93,8 @@ pub struct HostState {
     /// Broker acknowledgements of the events emitted by the current call; awaited before the input
     /// counts as handled.
     pub(crate) pending: Vec<DeliveryFuture>,
+    /// Events accepted from the current call.
+    pub(crate) emitted: usize,
     /// When the current call must stop.
     pub(crate) deadline: Instant,
     /// The limit that set `deadline`, reported when it passes.
@@ -115,6 +117,7 @@ impl HostState {
             limits,
             env,
             pending: Vec::new(),
+            emitted: 0,
             deadline: Instant::now(),
             timeout: Duration::ZERO,
             current_event: None,
@@ -153,11 +156,11 @@ impl bindings::host::Host for HostState {
         key: Option<Vec<u8>>,
     ) -> Result<(), WitEmitError> {
         match self.env.emitter.send(&topic, event.into(), key.as_deref()) {
-            Ok(Some(delivery)) => {
-                self.pending.push(delivery);
+            Ok(delivery) => {
+                self.pending.extend(delivery);
+                self.emitted += 1;
                 Ok(())
             }
-            Ok(None) => Ok(()),
             Err(EmitError::InvalidEvent(m)) => Err(WitEmitError::InvalidEvent(m)),
             Err(EmitError::Forbidden(m)) => Err(WitEmitError::Forbidden(m)),
             Err(EmitError::Unavailable(m)) => Err(WitEmitError::Unavailable(m)),

@@ -14,7 +14,6 @@ fn main() {
             path.display().to_string()
         ));
     }
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"))
-        .join("plugins.rs");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("plugins.rs");
     std::fs::write(out, constants).expect("writing plugins.rs");
 }

@@ -69,10 +69,6 @@ pub fn delivery(record: &Record, attempt: u32) -> Delivery {
 
 impl From<Subscription> for SubscriptionSpec {
     fn from(s: Subscription) -> Self {
-        Self {
-            topic: s.topic,
-            types: s.types,
-            sources: s.sources,
-        }
+        Self { topic: s.topic, types: s.types, sources: s.sources }
     }
 }

@@ -34,9 +34,7 @@ pub fn is_plugin_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    path.extension().is_some_and(|ext| ext == "wasm")
-        && !name.starts_with('.')
-        && !name.starts_with('~')
+    path.extension().is_some_and(|ext| ext == "wasm") && !name.starts_with('.') && !name.starts_with('~')
 }
 
 /// Loads every plugin file in `dir`, logging each result.
@@ -80,14 +78,9 @@ pub async fn load_file(
 ) -> anyhow::Result<Plugin> {
     let id = crate::plugin::plugin_id(path)?;
     let settings = config.plugin.get(&id).cloned().unwrap_or_default();
-    let plugin = Plugin::load(
-        runtime,
-        path,
-        &settings,
-        Limits::from_config(config),
-        emitter.clone(),
-    )
-    .await?;
+    let mut plugin =
+        Plugin::load(runtime, path, &settings, Limits::from_config(config), emitter.clone()).await?;
+    plugin.retry = config.retry_policy(&id);
     tracing::info!(
         plugin = %plugin.id,
         name = %plugin.description.name,

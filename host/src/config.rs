@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::retry::{RetryPolicy, RetrySettings};
 use crate::route::SubscriptionSpec;
 
 /// Environment variables that override the file, applied after it is read.
@@ -19,12 +20,8 @@ pub const ENV_GROUP_ID: &str = "WEFT_KAFKA_GROUP_ID";
 pub const ENV_PLUGINS_DIR: &str = "WEFT_PLUGINS_DIR";
 
 /// librdkafka properties that Weft sets itself because its delivery guarantees depend on them.
-const MANAGED_CONSUMER_PROPERTIES: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.offset.store",
-    "enable.auto.commit",
-];
+const MANAGED_CONSUMER_PROPERTIES: &[&str] =
+    &["bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.auto.commit"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +38,41 @@ pub struct Config {
     /// How events flow from the consumer to the handlers.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The retry policy for every plugin (`[plugin.<id>.retry]` overrides it per plugin).
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// Dead-letter topics.
+    #[serde(default)]
+    pub dlq: DlqConfig,
+}
+
+/// `[dlq]`: where events that cannot be handled go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqConfig {
+    /// Suffix appended to a source topic to name its dead-letter topic (`task-events.dlq`).
+    #[serde(default = "defaults::dlq_suffix")]
+    pub topic_suffix: String,
+    /// Dead-letter topic per source topic, replacing the suffix rule for that topic.
+    #[serde(default)]
+    pub topics: BTreeMap<String, String>,
+    /// Also dead-letter valid events that no plugin subscribed to (reason `no_route`). Off by default:
+    /// a topic usually carries event types that only some plugins want.
+    #[serde(default)]
+    pub unrouted: bool,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        Self { topic_suffix: defaults::dlq_suffix(), topics: BTreeMap::new(), unrouted: false }
+    }
+}
+
+impl DlqConfig {
+    /// The dead-letter topic for records of `topic`.
+    pub fn topic_for(&self, topic: &str) -> String {
+        self.topics.get(topic).cloned().unwrap_or_else(|| format!("{topic}{}", self.topic_suffix))
+    }
 }
 
 /// `[kafka]`: the cluster, the group, and librdkafka properties passed through unchanged.
@@ -90,6 +122,9 @@ pub struct PluginConfig {
     /// String values the plugin reads with `host.config-get(key)`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Retry policy fields that differ from the global `[retry]` for this plugin.
+    #[serde(default)]
+    pub retry: RetrySettings,
 }
 
 /// `[pipeline]`: concurrency and shutdown.
@@ -107,6 +142,10 @@ pub struct PipelineConfig {
     /// what finished, in milliseconds.
     #[serde(default = "defaults::drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// Events one lane may hold back behind keys that wait for a retry. Past it, the lane takes no
+    /// new events until its retries drain (the fetch loop then waits: backpressure).
+    #[serde(default = "defaults::max_parked")]
+    pub max_parked: usize,
 }
 
 mod defaults {
@@ -133,6 +172,12 @@ mod defaults {
     pub fn drain_timeout_ms() -> u64 {
         10_000
     }
+    pub fn max_parked() -> usize {
+        1_000
+    }
+    pub fn dlq_suffix() -> String {
+        ".dlq".into()
+    }
 }
 
 impl Default for PluginsConfig {
@@ -151,6 +196,7 @@ impl Default for PipelineConfig {
             lanes: defaults::lanes(),
             lane_capacity: defaults::lane_capacity(),
             drain_timeout_ms: defaults::drain_timeout_ms(),
+            max_parked: defaults::max_parked(),
         }
     }
 }
@@ -169,6 +215,17 @@ impl Config {
             plugins: PluginsConfig::default(),
             plugin: BTreeMap::new(),
             pipeline: PipelineConfig::default(),
+            retry: RetrySettings::default(),
+            dlq: DlqConfig::default(),
+        }
+    }
+
+    /// The retry policy of plugin `id`: defaults, then `[retry]`, then `[plugin.<id>.retry]`.
+    pub fn retry_policy(&self, id: &str) -> RetryPolicy {
+        let global = RetryPolicy::default().with(&self.retry);
+        match self.plugin.get(id) {
+            Some(plugin) => global.with(&plugin.retry),
+            None => global,
         }
     }
 
@@ -176,8 +233,7 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        let mut config =
-            Self::parse(&text).with_context(|| format!("in config file {}", path.display()))?;
+        let mut config = Self::parse(&text).with_context(|| format!("in config file {}", path.display()))?;
         config.apply_env(|name| std::env::var(name).ok());
         config.validate()?;
         Ok(config)
@@ -209,14 +265,10 @@ impl Config {
         if self.kafka.group_id.trim().is_empty() {
             bail!("kafka.group_id is empty");
         }
-        for (table, properties) in [
-            ("kafka.properties", &self.kafka.properties),
-            ("kafka.consumer", &self.kafka.consumer),
-        ] {
-            if let Some(key) = properties
-                .keys()
-                .find(|k| MANAGED_CONSUMER_PROPERTIES.contains(&k.as_str()))
-            {
+        for (table, properties) in
+            [("kafka.properties", &self.kafka.properties), ("kafka.consumer", &self.kafka.consumer)]
+        {
+            if let Some(key) = properties.keys().find(|k| MANAGED_CONSUMER_PROPERTIES.contains(&k.as_str())) {
                 bail!(
                     "{table}.\"{key}\" is managed by Weft (use kafka.brokers / kafka.group_id; offsets are \
                      stored only after events are handled)"
@@ -235,10 +287,17 @@ impl Config {
         if self.pipeline.lane_capacity == 0 {
             bail!("pipeline.lane_capacity must be at least 1");
         }
+        RetryPolicy::default().with(&self.retry).validate("retry")?;
+        if self.dlq.topic_suffix.is_empty() {
+            bail!("dlq.topic_suffix is empty: a dead-letter topic must differ from its source topic");
+        }
+        if let Some((source, _)) = self.dlq.topics.iter().find(|(source, dlq)| source == dlq) {
+            bail!("dlq.topics.\"{source}\" names the source topic itself");
+        }
         for (name, plugin) in &self.plugin {
+            self.retry_policy(name).validate(&format!("plugin.{name}.retry"))?;
             for (i, sub) in plugin.subscriptions.iter().flatten().enumerate() {
-                sub.validate()
-                    .with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
+                sub.validate().with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
             }
         }
         Ok(())
@@ -290,10 +349,7 @@ mod tests {
         )
         .unwrap();
         let err = config.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("kafka.consumer.\"enable.auto.offset.store\""),
-            "{err}"
-        );
+        assert!(err.contains("kafka.consumer.\"enable.auto.offset.store\""), "{err}");
     }
 
     #[test]
@@ -315,14 +371,7 @@ mod tests {
 
     #[test]
     fn zero_lanes_is_refused() {
-        let config =
-            Config::parse("[kafka]\nbrokers = \"b:9092\"\n[pipeline]\nlanes = 0\n").unwrap();
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("pipeline.lanes")
-        );
+        let config = Config::parse("[kafka]\nbrokers = \"b:9092\"\n[pipeline]\nlanes = 0\n").unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("pipeline.lanes"));
     }
 }

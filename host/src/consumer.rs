@@ -6,20 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::decode::decode;
+use crate::dlq::{self, DeadLetters, Letter, RawRecord};
 use crate::event::Record;
 use crate::lanes::{Job, Lanes};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetTracker, Ticket};
 use crate::plugin::Plugin;
+use crate::retry::DlqReason;
 use crate::route::Router;
 
 /// The consumer as Weft uses it.
@@ -35,26 +35,14 @@ pub struct GroupContext {
 
 impl GroupContext {
     /// A context over the host's offset tracker.
-    pub fn new(
-        tracker: Arc<OffsetTracker>,
-        stopping: Arc<AtomicBool>,
-        drain_timeout: Duration,
-    ) -> Self {
-        Self {
-            tracker,
-            stopping,
-            drain_timeout,
-        }
+    pub fn new(tracker: Arc<OffsetTracker>, stopping: Arc<AtomicBool>, drain_timeout: Duration) -> Self {
+        Self { tracker, stopping, drain_timeout }
     }
 
     fn drain(&self, partitions: &TopicPartitionList) {
         let deadline = Instant::now() + self.drain_timeout;
-        let busy = || {
-            partitions
-                .elements()
-                .iter()
-                .any(|p| self.tracker.in_flight(p.topic(), p.partition()) > 0)
-        };
+        let busy =
+            || partitions.elements().iter().any(|p| self.tracker.in_flight(p.topic(), p.partition()) > 0);
         while busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -106,11 +94,8 @@ pub fn commit<C: Consumer<GroupContext>>(consumer: &C) {
 }
 
 fn describe(partitions: &TopicPartitionList) -> String {
-    let parts: Vec<String> = partitions
-        .elements()
-        .iter()
-        .map(|p| format!("{}/{}", p.topic(), p.partition()))
-        .collect();
+    let parts: Vec<String> =
+        partitions.elements().iter().map(|p| format!("{}/{}", p.topic(), p.partition())).collect();
     parts.join(",")
 }
 
@@ -124,9 +109,31 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Set when shutdown begins: lanes stop starting new events.
     pub stopping: Arc<AtomicBool>,
+    /// Where events that cannot be handled go.
+    pub dead_letters: DeadLetters,
+    /// Whether events no plugin wants are dead-lettered (`dlq.unrouted`).
+    pub dead_letter_unrouted: bool,
 }
 
 impl Shared {
+    /// Dead-letters `raw` in the background, then finishes it. Used for records that never reach a
+    /// lane, so the fetch loop does not wait for the broker.
+    fn dead_letter_then_finish(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        raw: RawRecord,
+        reason: DlqReason,
+        error: String,
+    ) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let letter = Letter { reason, error: &error, plugin: None, attempts: 0 };
+            if shared.dead_letters.write(&raw, &letter).await.is_ok() {
+                shared.finish(&ticket);
+            }
+        });
+    }
+
     /// Marks an event finished and stores the partition's new commit position if it moved.
     pub fn finish(&self, ticket: &Ticket) {
         self.metrics.in_flight.dec();
@@ -134,9 +141,7 @@ impl Shared {
             return;
         };
         let mut tpl = TopicPartitionList::with_capacity(1);
-        if let Err(error) =
-            tpl.add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(next))
-        {
+        if let Err(error) = tpl.add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(next)) {
             tracing::error!(%error, "cannot build the offset list");
             return;
         }
@@ -178,34 +183,48 @@ pub async fn fetch_loop(
 
 /// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are
 /// finished here; the rest become lane jobs.
-fn accept(
-    shared: &Shared,
-    router: &Router<Arc<Plugin>>,
-    message: &BorrowedMessage<'_>,
-) -> Option<Job> {
+fn accept(shared: &Arc<Shared>, router: &Router<Arc<Plugin>>, message: &BorrowedMessage<'_>) -> Option<Job> {
     let topic = message.topic();
     let (partition, offset) = (message.partition(), message.offset());
     shared.metrics.received.with_label_values(&[topic]).inc();
     shared.metrics.in_flight.inc();
     let ticket = shared.tracker.begin(topic, partition, offset);
-    let headers: Vec<(&str, Option<&[u8]>)> = message
-        .headers()
-        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
+    let headers: Vec<(&str, Option<&[u8]>)> =
+        message.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+    let raw = RawRecord {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
+        timestamp_ms: message.timestamp().to_millis(),
+    };
+    let replay_plugin = headers.iter().find(|(k, _)| *k == dlq::REPLAY_PLUGIN).and_then(|(_, v)| *v);
     let (event, headers) = match decode(&headers, message.payload()) {
         Ok(decoded) => decoded,
         Err(reason) => {
-            tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; skipped");
+            tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; dead-lettering");
             shared.metrics.invalid.with_label_values(&[topic]).inc();
-            shared.finish(&ticket);
+            shared.dead_letter_then_finish(ticket, raw, DlqReason::InvalidCloudevent, reason.to_string());
             return None;
         }
     };
-    let plugins = router.route(topic, &event);
+    let mut plugins = router.route(topic, &event);
+    // A record replayed from a dead-letter topic goes back only to the plugin that failed it.
+    if let Some(only) = replay_plugin {
+        plugins.retain(|p| p.id.as_bytes() == only);
+    }
     if plugins.is_empty() {
         tracing::debug!(topic, partition, offset, ce.id = %event.id, ce.r#type = %event.ty, "no plugin subscribed");
         shared.metrics.unrouted.with_label_values(&[topic]).inc();
-        shared.finish(&ticket);
+        if shared.dead_letter_unrouted {
+            let error =
+                format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
+            shared.dead_letter_then_finish(ticket, raw, DlqReason::NoRoute, error);
+        } else {
+            shared.finish(&ticket);
+        }
         return None;
     }
     let record = Record {
@@ -216,10 +235,6 @@ fn accept(
         timestamp_ms: message.timestamp().to_millis(),
         headers,
     };
-    Some(Job {
-        ticket,
-        event: event.into(),
-        record,
-        plugins,
-    })
+    let pending = plugins.into_iter().map(|p| (p, 1)).collect();
+    Some(Job { ticket, event: event.into(), record, raw: Arc::new(raw), pending })
 }

@@ -35,41 +35,27 @@ const BATCH_JSON: &str = "application/cloudevents-batch+json";
 
 /// Decodes a record. `headers` are the record's headers in order (a `None` value is a null header).
 /// Returns the event and the headers that are not CloudEvent attributes.
-pub fn decode(
-    headers: &[(&str, Option<&[u8]>)],
-    value: Option<&[u8]>,
-) -> Result<Decoded, DecodeError> {
+pub fn decode(headers: &[(&str, Option<&[u8]>)], value: Option<&[u8]>) -> Result<Decoded, DecodeError> {
     let content_type = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| header_str("content-type", *v))
         .transpose()?;
-    let media_type = content_type.map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
 
     match media_type.as_deref() {
         Some(STRUCTURED_JSON) => {
             check_charset(content_type.unwrap_or_default())?;
             let event = decode_structured(value)?;
-            Ok((
-                event,
-                other_headers(headers, |name| name.eq_ignore_ascii_case("content-type")),
-            ))
+            Ok((event, other_headers(headers, |name| name.eq_ignore_ascii_case("content-type"))))
         }
         Some(BATCH_JSON) => Err(DecodeError::new(
             "batched CloudEvents (application/cloudevents-batch+json) are not supported on Kafka; \
              produce one event per record",
         )),
-        Some(other) if other.starts_with("application/cloudevents") => {
-            Err(DecodeError::new(format!(
-                "structured event format {other} is not supported (only application/cloudevents+json)"
-            )))
-        }
+        Some(other) if other.starts_with("application/cloudevents") => Err(DecodeError::new(format!(
+            "structured event format {other} is not supported (only application/cloudevents+json)"
+        ))),
         _ if headers.iter().any(|(name, _)| *name == "ce_specversion") => {
             decode_binary(headers, content_type, value)
         }
@@ -77,9 +63,7 @@ pub fn decode(
         // value is a JSON object and no header says otherwise.
         None if value.is_some_and(looks_like_json_object) => {
             let event = decode_structured(value).map_err(|e| {
-                DecodeError::new(format!(
-                    "not a CloudEvent (no ce_specversion header, no content-type; {e})"
-                ))
+                DecodeError::new(format!("not a CloudEvent (no ce_specversion header, no content-type; {e})"))
             })?;
             Ok((event, other_headers(headers, |_| false)))
         }
@@ -102,9 +86,7 @@ fn check_charset(content_type: &str) -> Result<(), DecodeError> {
         {
             let charset = value.trim().trim_matches('"');
             if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
-                return Err(DecodeError::new(format!(
-                    "unsupported charset {charset:?} (only UTF-8)"
-                )));
+                return Err(DecodeError::new(format!("unsupported charset {charset:?} (only UTF-8)")));
             }
         }
     }
@@ -116,10 +98,7 @@ fn header_str<'a>(name: &str, value: Option<&'a [u8]>) -> Result<&'a str, Decode
     std::str::from_utf8(value).map_err(|_| DecodeError::new(format!("header {name} is not UTF-8")))
 }
 
-fn other_headers(
-    headers: &[(&str, Option<&[u8]>)],
-    skip: impl Fn(&str) -> bool,
-) -> Vec<(String, Vec<u8>)> {
+fn other_headers(headers: &[(&str, Option<&[u8]>)], skip: impl Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()
         .filter(|(name, _)| !skip(name))
@@ -176,9 +155,7 @@ impl Attributes {
         }
         let required = |value: Option<String>, name: &str| match value {
             Some(v) if !v.is_empty() => Ok(v),
-            Some(_) => Err(DecodeError::new(format!(
-                "required attribute `{name}` is empty"
-            ))),
+            Some(_) => Err(DecodeError::new(format!("required attribute `{name}` is empty"))),
             None => Err(missing(name)),
         };
         let id = required(self.id, "id")?;
@@ -187,9 +164,7 @@ impl Attributes {
         if let Some(time) = &self.time
             && chrono::DateTime::parse_from_rfc3339(time).is_err()
         {
-            return Err(DecodeError::new(format!(
-                "attribute `time` {time:?} is not an RFC 3339 timestamp"
-            )));
+            return Err(DecodeError::new(format!("attribute `time` {time:?} is not an RFC 3339 timestamp")));
         }
         Ok(CloudEvent {
             id,
@@ -232,20 +207,14 @@ fn decode_binary(
 }
 
 fn decode_structured(value: Option<&[u8]>) -> Result<CloudEvent, DecodeError> {
-    let value =
-        value.ok_or_else(|| DecodeError::new("structured event has an empty (null) value"))?;
-    let structured: Structured<'_> = serde_json::from_slice(value).map_err(|e| {
-        DecodeError::new(format!(
-            "structured event is not valid JSON for a CloudEvent: {e}"
-        ))
-    })?;
+    let value = value.ok_or_else(|| DecodeError::new("structured event has an empty (null) value"))?;
+    let structured: Structured<'_> = serde_json::from_slice(value)
+        .map_err(|e| DecodeError::new(format!("structured event is not valid JSON for a CloudEvent: {e}")))?;
     let data = match (structured.data, structured.data_base64) {
         (Some(_), Some(_)) => {
             return Err(DecodeError::new("event has both `data` and `data_base64`"));
         }
-        (Some(raw), None) => {
-            structured_data(raw, structured.attributes.datacontenttype.as_deref())?
-        }
+        (Some(raw), None) => structured_data(raw, structured.attributes.datacontenttype.as_deref())?,
         (None, Some(b64)) => Some(
             base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
@@ -258,10 +227,7 @@ fn decode_structured(value: Option<&[u8]>) -> Result<CloudEvent, DecodeError> {
 
 /// `data` as bytes: JSON media types keep the JSON text; a JSON string with another media type is
 /// the string's own contents (the JSON event format's rule for non-JSON data).
-fn structured_data(
-    raw: &RawValue,
-    content_type: Option<&str>,
-) -> Result<Option<Vec<u8>>, DecodeError> {
+fn structured_data(raw: &RawValue, content_type: Option<&str>) -> Result<Option<Vec<u8>>, DecodeError> {
     let text = raw.get();
     if text == "null" {
         return Ok(None);
@@ -275,12 +241,7 @@ fn structured_data(
 }
 
 fn is_json_media_type(content_type: &str) -> bool {
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     media == "application/json" || media == "text/json" || media.ends_with("+json")
 }
 
@@ -321,11 +282,7 @@ impl<'de: 'a, 'a> Visitor<'de> for StructuredVisitor<'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut event = Structured {
-            attributes: Attributes::default(),
-            data: None,
-            data_base64: None,
-        };
+        let mut event = Structured { attributes: Attributes::default(), data: None, data_base64: None };
         while let Some(Key(key)) = map.next_key()? {
             match key.as_ref() {
                 "data" => event.data = Some(map.next_value()?),
@@ -342,10 +299,7 @@ impl<'de: 'a, 'a> Visitor<'de> for StructuredVisitor<'a> {
                             )));
                         }
                     };
-                    event
-                        .attributes
-                        .set(name, value)
-                        .map_err(de::Error::custom)?;
+                    event.attributes.set(name, value).map_err(de::Error::custom)?;
                 }
             }
         }
@@ -382,10 +336,7 @@ mod tests {
         let (event, rest) = decode(&ct(STRUCTURED_JSON), Some(STRUCTURED.as_bytes())).unwrap();
         assert_eq!(event.id, "e-1");
         assert_eq!(event.ty, "com.example.task.created");
-        assert_eq!(
-            event.data.as_deref(),
-            Some(br#"{"task_id":"t1","user_id":"u1"}"#.as_slice())
-        );
+        assert_eq!(event.data.as_deref(), Some(br#"{"task_id":"t1","user_id":"u1"}"#.as_slice()));
         assert_eq!(event.extension("traceparent"), Some("00-abc-def-01"));
         assert_eq!(event.extension("priority"), Some("3"));
         assert!(rest.is_empty());
@@ -408,8 +359,7 @@ mod tests {
 
     #[test]
     fn structured_data_base64_and_text_data() {
-        let b64 =
-            r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"aGVsbG8="}"#;
+        let b64 = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"aGVsbG8="}"#;
         let (event, _) = decode(&ct(STRUCTURED_JSON), Some(b64.as_bytes())).unwrap();
         assert_eq!(event.data.as_deref(), Some(b"hello".as_slice()));
         let text = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"a\"b"}"#;
@@ -452,8 +402,7 @@ mod tests {
         assert!(reason(&s, no_type.as_bytes()).contains("`type` is missing"));
         let old = r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#;
         assert!(reason(&s, old.as_bytes()).contains("0.3"));
-        let bad_time =
-            r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#;
+        let bad_time = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#;
         assert!(reason(&s, bad_time.as_bytes()).contains("RFC 3339"));
         let nested = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":{"a":1}}"#;
         assert!(reason(&s, nested.as_bytes()).contains("string, number or boolean"));
@@ -461,10 +410,7 @@ mod tests {
 
     #[test]
     fn binary_without_specversion_is_not_a_cloudevent() {
-        let headers: Vec<_> = binary_headers()
-            .into_iter()
-            .filter(|(n, _)| *n != "ce_specversion")
-            .collect();
+        let headers: Vec<_> = binary_headers().into_iter().filter(|(n, _)| *n != "ce_specversion").collect();
         assert!(reason(&headers, b"{}").contains("no ce_specversion header"));
         let plain = vec![("content-type", Some(b"application/json".as_slice()))];
         assert!(reason(&plain, b"{}").contains("\"application/json\""));

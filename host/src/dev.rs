@@ -36,18 +36,13 @@ pub struct DevOptions {
 }
 
 /// Runs the development loop until `shutdown` resolves.
-pub async fn run(
-    options: DevOptions,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let (mock, brokers) = match &options.brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
             let mock = MockCluster::new(1).context("starting the mock Kafka cluster")?;
-            mock.create_topic(TASK_TOPIC, 3, 1)
-                .context("creating task-events")?;
-            mock.create_topic(AUDIT_TOPIC, 1, 1)
-                .context("creating audit-log")?;
+            mock.create_topic(TASK_TOPIC, 3, 1).context("creating task-events")?;
+            mock.create_topic(AUDIT_TOPIC, 1, 1).context("creating audit-log")?;
             let brokers = mock.bootstrap_servers();
             tracing::warn!(%brokers, "using an in-process MOCK Kafka cluster: development only, nothing is kept");
             (Some(mock), brokers)
@@ -58,17 +53,13 @@ pub async fn run(
         None => {
             let dir = std::env::temp_dir().join(format!("weft-dev-{}", std::process::id()));
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::write(dir.join("audit.wasm"), AUDIT_WASM)
-                .context("writing the bundled audit plugin")?;
+            std::fs::write(dir.join("audit.wasm"), AUDIT_WASM).context("writing the bundled audit plugin")?;
             dir
         }
     };
     let mut config = Config::with_brokers(&brokers);
     config.kafka.group_id = "weft-dev".into();
-    config
-        .kafka
-        .consumer
-        .insert("fetch.wait.max.ms".into(), "10".into());
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
     config.plugins.dir = plugins_dir;
 
     let host = Host::start(config).await?;
@@ -128,16 +119,10 @@ pub async fn run(
 }
 
 fn sum_failed(m: &crate::metrics::Metrics) -> u64 {
-    [
-        "retryable_error",
-        "permanent_error",
-        "trap",
-        "timeout",
-        "emit_failed",
-    ]
-    .iter()
-    .map(|r| m.failed.with_label_values(&[TASK_TOPIC, "audit", r]).get())
-    .sum()
+    ["retryable_error", "permanent_error", "trap", "timeout", "emit_failed"]
+        .iter()
+        .map(|r| m.failed.with_label_values(&[TASK_TOPIC, "audit", r]).get())
+        .sum()
 }
 
 /// The `n`th sample Todo event, keyed by user id: even ones in binary mode, odd ones structured.
@@ -157,17 +142,11 @@ fn sample(n: u64) -> (String, OwnedHeaders, Vec<u8>) {
         )
         .build()
         .expect("sample events are valid");
-    let (headers, value) = if n.is_multiple_of(2) {
-        binary_record(&event)
-    } else {
-        structured_record(&event)
-    };
-    let headers = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-        h.insert(Header {
-            key,
-            value: Some(value.as_slice()),
-        })
-    });
+    let (headers, value) =
+        if n.is_multiple_of(2) { binary_record(&event) } else { structured_record(&event) };
+    let headers = headers
+        .iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_slice()) }));
     (user, headers, value)
 }
 
@@ -175,11 +154,7 @@ fn sample(n: u64) -> (String, OwnedHeaders, Vec<u8>) {
 pub fn binary_record(event: &Event) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
     let mut headers = Vec::new();
     for (name, value) in event.iter() {
-        let name = if name == "datacontenttype" {
-            "content-type".to_string()
-        } else {
-            format!("ce_{name}")
-        };
+        let name = if name == "datacontenttype" { "content-type".to_string() } else { format!("ce_{name}") };
         headers.push((name, value.to_string().into_bytes()));
     }
     let value = match event.data() {
@@ -193,12 +168,6 @@ pub fn binary_record(event: &Event) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
 
 /// A CloudEvents SDK event in Kafka structured mode: the whole event as JSON.
 pub fn structured_record(event: &Event) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
-    let headers = vec![(
-        "content-type".to_string(),
-        b"application/cloudevents+json".to_vec(),
-    )];
-    (
-        headers,
-        serde_json::to_vec(event).expect("events serialize"),
-    )
+    let headers = vec![("content-type".to_string(), b"application/cloudevents+json".to_vec())];
+    (headers, serde_json::to_vec(event).expect("events serialize"))
 }

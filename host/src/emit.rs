@@ -64,17 +64,10 @@ impl Emitter {
                 if let Some(key) = key {
                     record = record.key(key);
                 }
-                producer
-                    .send_result(record)
-                    .map(Some)
-                    .map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
+                producer.send_result(record).map(Some).map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
             }
             Emitter::Capture(events) => {
-                let emitted = Emitted {
-                    topic: topic.to_string(),
-                    key: key.map(<[u8]>::to_vec),
-                    event,
-                };
+                let emitted = Emitted { topic: topic.to_string(), key: key.map(<[u8]>::to_vec), event };
                 events.lock().expect("capture lock poisoned").push(emitted);
                 Ok(None)
             }
@@ -94,10 +87,7 @@ impl Emitter {
 pub fn binary_headers(event: &CloudEvent) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(6 + event.extensions.len());
     let mut add = |key: &str, value: &str| {
-        headers = std::mem::take(&mut headers).insert(Header {
-            key,
-            value: Some(value),
-        });
+        headers = std::mem::take(&mut headers).insert(Header { key, value: Some(value) });
     };
     add("ce_specversion", &event.specversion);
     add("ce_id", &event.id);
@@ -106,11 +96,9 @@ pub fn binary_headers(event: &CloudEvent) -> OwnedHeaders {
     if let Some(ct) = &event.datacontenttype {
         add("content-type", ct);
     }
-    for (name, value) in [
-        ("ce_dataschema", &event.dataschema),
-        ("ce_subject", &event.subject),
-        ("ce_time", &event.time),
-    ] {
+    for (name, value) in
+        [("ce_dataschema", &event.dataschema), ("ce_subject", &event.subject), ("ce_time", &event.time)]
+    {
         if let Some(value) = value {
             add(name, value);
         }

@@ -31,37 +31,21 @@ pub struct CloudEvent {
 impl CloudEvent {
     /// The value of extension `name`, if present.
     pub fn extension(&self, name: &str) -> Option<&str> {
-        self.extensions
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.extensions.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Checks what every CloudEvent must have; used on events plugins emit.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, value) in [
-            ("id", &self.id),
-            ("source", &self.source),
-            ("type", &self.ty),
-        ] {
+        for (name, value) in [("id", &self.id), ("source", &self.source), ("type", &self.ty)] {
             if value.is_empty() {
                 return Err(format!("attribute `{name}` is empty"));
             }
         }
         if self.specversion != "1.0" {
-            return Err(format!(
-                "specversion is {:?}, Weft emits CloudEvents 1.0",
-                self.specversion
-            ));
+            return Err(format!("specversion is {:?}, Weft emits CloudEvents 1.0", self.specversion));
         }
-        if let Some((name, _)) = self
-            .extensions
-            .iter()
-            .find(|(n, _)| !is_valid_extension_name(n))
-        {
-            return Err(format!(
-                "extension name {name:?} is not lowercase letters and digits"
-            ));
+        if let Some((name, _)) = self.extensions.iter().find(|(n, _)| !is_valid_extension_name(n)) {
+            return Err(format!("extension name {name:?} is not lowercase letters and digits"));
         }
         Ok(())
     }
@@ -86,10 +70,7 @@ pub struct Record {
 
 /// Whether `name` is a valid CloudEvents attribute name: lowercase ASCII letters and digits.
 pub fn is_valid_extension_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::catalog::{self, Refusal};
 use crate::config::Config;
 use crate::consumer::{self, GroupContext, Shared, WeftConsumer};
+use crate::dlq::DeadLetters;
 use crate::emit::Emitter;
 use crate::kafka;
 use crate::lanes::Lanes;
@@ -40,30 +41,19 @@ impl Host {
         config.validate()?;
         let metrics = Metrics::new();
         let runtime = Runtime::new()?;
-        let producer: FutureProducer = kafka::producer_config(&config.kafka)
-            .create()
-            .context("creating the Kafka producer")?;
+        let producer: FutureProducer =
+            kafka::producer_config(&config.kafka).create().context("creating the Kafka producer")?;
         let emitter = Arc::new(Emitter::Kafka(producer.clone()));
         let catalog = catalog::load_dir(&runtime, &config.plugins.dir, &config, &emitter).await?;
         for plugin in &catalog.plugins {
             let d = &plugin.description;
-            metrics
-                .plugin_info
-                .with_label_values(&[&plugin.id, &d.name, &d.version, &plugin.digest])
-                .set(1);
+            metrics.plugin_info.with_label_values(&[&plugin.id, &d.name, &d.version, &plugin.digest]).set(1);
         }
         for _ in &catalog.refused {
-            metrics
-                .plugins_refused
-                .with_label_values(&["invalid_plugin"])
-                .inc();
+            metrics.plugins_refused.with_label_values(&["invalid_plugin"]).inc();
         }
-        let router = Arc::new(Router::new(
-            catalog
-                .plugins
-                .iter()
-                .map(|p| (p.clone(), p.subscriptions.clone())),
-        ));
+        let router =
+            Arc::new(Router::new(catalog.plugins.iter().map(|p| (p.clone(), p.subscriptions.clone()))));
         let topics = router.topics();
 
         let tracker = Arc::new(OffsetTracker::new());
@@ -80,9 +70,7 @@ impl Host {
             tracing::warn!(dir = %config.plugins.dir.display(), "no plugin subscribes to any topic; idle");
         } else {
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            consumer
-                .subscribe(&names)
-                .context("subscribing to the plugins' topics")?;
+            consumer.subscribe(&names).context("subscribing to the plugins' topics")?;
         }
         tracing::info!(
             group = %config.kafka.group_id,
@@ -92,30 +80,28 @@ impl Host {
             "weft started"
         );
 
+        let dead_letters =
+            DeadLetters::new(producer.clone(), config.dlq.clone(), metrics.clone(), stopping.clone());
         let shared = Arc::new(Shared {
             consumer: Arc::new(consumer),
             tracker,
             metrics,
             stopping,
+            dead_letters,
+            dead_letter_unrouted: config.dlq.unrouted,
         });
         let mut tasks = JoinSet::new();
+        let pipeline = &config.pipeline;
         let lanes = Lanes::start(
-            config.pipeline.lanes,
-            config.pipeline.lane_capacity,
+            pipeline.lanes,
+            pipeline.lane_capacity,
+            pipeline.max_parked,
             shared.clone(),
             &mut tasks,
         );
         let (stop, stop_rx) = watch::channel(false);
         tasks.spawn(consumer::fetch_loop(shared.clone(), router, lanes, stop_rx));
-        Ok(Self {
-            shared,
-            producer,
-            plugins: catalog.plugins,
-            refused: catalog.refused,
-            topics,
-            stop,
-            tasks,
-        })
+        Ok(Self { shared, producer, plugins: catalog.plugins, refused: catalog.refused, topics, stop, tasks })
     }
 
     /// The host's metrics.
@@ -146,9 +132,7 @@ impl Host {
         while let Some(result) = self.tasks.join_next().await {
             result.context("a pipeline task failed")?;
         }
-        let Host {
-            shared, producer, ..
-        } = self;
+        let Host { shared, producer, .. } = self;
         let consumer = shared.consumer.clone();
         drop(shared);
         tokio::task::spawn_blocking(move || {
@@ -168,10 +152,7 @@ impl Host {
 }
 
 /// Runs a host until `shutdown` resolves, then shuts it down gracefully.
-pub async fn run(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let host = Host::start(config).await?;
     shutdown.await;
     host.shutdown().await

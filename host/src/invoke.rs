@@ -50,19 +50,8 @@ pub async fn invoke(
     let content_type: &[u8] = b"application/cloudevents+json";
     let (event, headers) = decode(&[("content-type", Some(content_type))], Some(event_json))
         .context("the event file is not a valid CloudEvent")?;
-    let record = Record {
-        topic: topic.to_string(),
-        partition: 0,
-        offset: 0,
-        key: None,
-        timestamp_ms: None,
-        headers,
-    };
-    let outcome = plugin
-        .handle(&event.into(), &bindings::delivery(&record, 1))
-        .await;
-    Ok(Invocation {
-        outcome,
-        emitted: emitter.captured(),
-    })
+    let record =
+        Record { topic: topic.to_string(), partition: 0, offset: 0, key: None, timestamp_ms: None, headers };
+    let outcome = plugin.handle(&event.into(), &bindings::delivery(&record, 1)).await;
+    Ok(Invocation { outcome, emitted: emitter.captured() })
 }

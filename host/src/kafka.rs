@@ -51,18 +51,9 @@ mod tests {
     #[test]
     fn passthrough_applies_but_guarantees_win() {
         let mut config = Config::with_brokers("b:9092");
-        config
-            .kafka
-            .properties
-            .insert("security.protocol".into(), "SASL_SSL".into());
-        config
-            .kafka
-            .consumer
-            .insert("fetch.wait.max.ms".into(), "10".into());
-        config
-            .kafka
-            .producer
-            .insert("linger.ms".into(), "20".into());
+        config.kafka.properties.insert("security.protocol".into(), "SASL_SSL".into());
+        config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
+        config.kafka.producer.insert("linger.ms".into(), "20".into());
         let consumer = consumer_config(&config.kafka);
         assert_eq!(consumer.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(consumer.get("fetch.wait.max.ms"), Some("10"));

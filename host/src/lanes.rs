@@ -1,13 +1,23 @@
-//! Lanes: the unit of ordering. Every event goes to the lane its key hashes to (keyless events: the
-//! lane of their partition), and a lane handles its events one after another, so events with the
-//! same key are handled in fetch order while different keys run in parallel.
+//! Lanes: the unit of ordering and of retry. Every event goes to the lane its key hashes to
+//! (keyless events: the lane of their partition), and a lane handles its events one after another,
+//! so events with the same key are handled in fetch order while different keys run in parallel.
 //!
-//! A lane's queue is bounded: when it is full the fetch loop waits, which is the host's backpressure.
+//! # Retries without blocking other keys
+//! When an attempt fails and the retry policy says "again in N seconds", the lane *parks* the event
+//! under its key with a timer and moves on. Later events with the same key queue behind it (order
+//! kept); events with other keys keep flowing. When the timer fires the parked event is tried again,
+//! and once it is finished the events queued behind it follow. A lane holding `max_parked` events
+//! stops taking new ones until its retries drain, which makes the fetch loop wait (backpressure).
+//!
+//! An event that gives up (permanent failure, attempts exhausted) is dead-lettered for the plugin
+//! that failed, and counts as finished once the dead-letter write is acknowledged.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -15,20 +25,24 @@ use tracing::Instrument;
 
 use crate::bindings::{self, Cloudevent};
 use crate::consumer::Shared;
+use crate::dlq::{Letter, RawRecord};
 use crate::event::Record;
 use crate::offsets::Ticket;
 use crate::plugin::Plugin;
+use crate::retry::Decision;
 
-/// One routed event waiting for its lane.
+/// One routed event waiting for, or being handled by, its lane.
 pub struct Job {
     /// Its place in the partition's commit order.
     pub ticket: Ticket,
     /// The event, already in the form handlers receive.
     pub event: Cloudevent,
-    /// The record it came from.
+    /// The record it came from, as handlers see it.
     pub record: Record,
-    /// The plugins it goes to, in load order.
-    pub plugins: Vec<Arc<Plugin>>,
+    /// The record byte for byte, for the dead-letter topic.
+    pub raw: Arc<RawRecord>,
+    /// The plugins that still have to handle it, each with its next attempt number (1-based).
+    pub pending: Vec<(Arc<Plugin>, u32)>,
 }
 
 /// The senders of every lane.
@@ -38,17 +52,28 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Starts `count` lane workers, each with a queue of `capacity` events, on `tasks`.
+    /// Starts `count` lane workers, each with a queue of `capacity` events and at most `max_parked`
+    /// events held back by retries, on `tasks`.
     pub fn start(
         count: usize,
         capacity: usize,
+        max_parked: usize,
         shared: Arc<Shared>,
         tasks: &mut JoinSet<()>,
     ) -> Self {
         let senders = (0..count)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(capacity);
-                tasks.spawn(work(rx, shared.clone()));
+                let lane = Lane {
+                    shared: shared.clone(),
+                    parked: HashMap::new(),
+                    timers: BinaryHeap::new(),
+                    due_keys: HashMap::new(),
+                    parked_count: 0,
+                    max_parked,
+                    sequence: 0,
+                };
+                tasks.spawn(lane.run(rx));
                 tx
             })
             .collect();
@@ -65,64 +90,190 @@ impl Lanes {
 /// The lane for a record: by key, or by partition for keyless records.
 fn lane_of(record: &Record, lanes: usize) -> usize {
     let mut hasher = DefaultHasher::new();
-    match &record.key {
-        Some(key) => key.hash(&mut hasher),
-        None => (&record.topic, record.partition).hash(&mut hasher),
-    }
+    ParkKey::of(record).hash(&mut hasher);
     (hasher.finish() % lanes as u64) as usize
 }
 
-async fn work(mut jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
-    while let Some(job) = jobs.recv().await {
-        if shared.stopping.load(Ordering::SeqCst) {
-            // Shutting down: an event not started yet stays uncommitted and is fetched again by
-            // whoever consumes the partition next.
-            continue;
+/// What events must stay in order with each other: same key, or, without a key, same partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ParkKey {
+    Key(Vec<u8>),
+    Keyless(String, i32),
+}
+
+impl ParkKey {
+    fn of(record: &Record) -> Self {
+        match &record.key {
+            Some(key) => ParkKey::Key(key.clone()),
+            None => ParkKey::Keyless(record.topic.clone(), record.partition),
         }
-        let span = tracing::info_span!(
-            "event",
-            messaging.system = "kafka",
-            topic = %job.record.topic,
-            partition = job.record.partition,
-            offset = job.record.offset,
-            ce.id = %job.event.id,
-            ce.r#type = %job.event.type_,
-        );
-        handle(&shared, &job).instrument(span).await;
-        shared.finish(&job.ticket);
     }
 }
 
-/// Runs every routed plugin on the event. Failures are logged and counted; the event is then
-/// finished so the partition keeps moving.
-async fn handle(shared: &Shared, job: &Job) {
-    let delivery = bindings::delivery(&job.record, 1);
-    let topic = job.record.topic.as_str();
-    for plugin in &job.plugins {
+/// How far an attempt got.
+enum Progress {
+    /// Every plugin is done (handled or dead-lettered).
+    Done,
+    /// Some plugin must try again after this wait.
+    Retry(Duration),
+    /// Shutdown began before a dead-letter write was acknowledged: leave the event unfinished.
+    Abandoned,
+}
+
+struct Lane {
+    shared: Arc<Shared>,
+    /// Keys waiting for a retry; the front event of each queue is the one being retried.
+    parked: HashMap<ParkKey, VecDeque<Job>>,
+    /// When each parked key's front event is due, earliest first, with a tie-breaker; the key is
+    /// looked up by index in `due_keys`.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    due_keys: HashMap<u64, ParkKey>,
+    parked_count: usize,
+    max_parked: usize,
+    /// Tie-breaker for timers due at the same instant.
+    sequence: u64,
+}
+
+impl Lane {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        loop {
+            if self.stopping() {
+                // Parked and queued events stay uncommitted and are fetched again later.
+                break;
+            }
+            let due = self.timers.peek().map(|Reverse((at, _))| *at);
+            let accepting = self.parked_count < self.max_parked;
+            tokio::select! {
+                job = jobs.recv(), if accepting => match job {
+                    Some(job) => self.accept(job).await,
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                    if let Some(key) = self.timers.pop().and_then(|Reverse((_, n))| self.due_keys.remove(&n)) {
+                        self.resume(key).await;
+                    }
+                }
+            }
+        }
+        self.shared.metrics.parked.sub(self.parked_count as i64);
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    async fn accept(&mut self, mut job: Job) {
+        if !self.parked.is_empty() {
+            let key = ParkKey::of(&job.record);
+            if let Some(queue) = self.parked.get_mut(&key) {
+                queue.push_back(job);
+                self.parked_count += 1;
+                self.shared.metrics.parked.inc();
+                return;
+            }
+        }
+        match self.attempt(&mut job).await {
+            Progress::Done => self.shared.finish(&job.ticket),
+            Progress::Retry(delay) => {
+                let key = ParkKey::of(&job.record);
+                self.park_front(key, VecDeque::new(), job, delay);
+            }
+            Progress::Abandoned => {}
+        }
+    }
+
+    /// Retries the front event of `key`'s queue, then lets the events behind it follow.
+    async fn resume(&mut self, key: ParkKey) {
+        let Some(mut queue) = self.parked.remove(&key) else { return };
+        while let Some(mut job) = queue.pop_front() {
+            self.parked_count -= 1;
+            self.shared.metrics.parked.dec();
+            if self.stopping() {
+                return;
+            }
+            match self.attempt(&mut job).await {
+                Progress::Done => self.shared.finish(&job.ticket),
+                Progress::Retry(delay) => return self.park_front(key, queue, job, delay),
+                Progress::Abandoned => return,
+            }
+        }
+    }
+
+    fn park_front(&mut self, key: ParkKey, mut queue: VecDeque<Job>, job: Job, delay: Duration) {
+        queue.push_front(job);
+        self.parked_count += 1;
+        self.shared.metrics.parked.inc();
+        self.sequence += 1;
+        self.timers.push(Reverse((Instant::now() + delay, self.sequence)));
+        self.due_keys.insert(self.sequence, key.clone());
+        self.parked.insert(key, queue);
+    }
+
+    /// Runs every plugin still pending on the event once, applying the retry policy to failures.
+    async fn attempt(&self, job: &mut Job) -> Progress {
+        let mut retry_in: Option<Duration> = None;
+        let mut still = Vec::new();
+        for (plugin, attempt) in std::mem::take(&mut job.pending) {
+            let span = tracing::info_span!(
+                "event",
+                messaging.system = "kafka",
+                topic = %job.record.topic,
+                partition = job.record.partition,
+                offset = job.record.offset,
+                ce.id = %job.event.id,
+                ce.r#type = %job.event.type_,
+                plugin = %plugin.id,
+                attempt,
+            );
+            let Err(failure) = self.call(job, &plugin, attempt).instrument(span.clone()).await else {
+                continue;
+            };
+            let _entered = span.enter();
+            let metrics = &self.shared.metrics;
+            match plugin.retry.decide(&failure, attempt) {
+                Decision::Retry(delay) => {
+                    metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
+                    tracing::info!(reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
+                    retry_in = Some(retry_in.map_or(delay, |d| d.max(delay)));
+                    still.push((plugin, attempt + 1));
+                }
+                Decision::DeadLetter(reason) => {
+                    let error = failure.to_string();
+                    let letter = Letter {
+                        reason,
+                        error: &error,
+                        plugin: Some((&plugin.id, &plugin.digest)),
+                        attempts: attempt,
+                    };
+                    if self.shared.dead_letters.write(&job.raw, &letter).await.is_err() {
+                        return Progress::Abandoned;
+                    }
+                }
+            }
+        }
+        job.pending = still;
+        match retry_in {
+            Some(delay) => Progress::Retry(delay),
+            None => Progress::Done,
+        }
+    }
+
+    async fn call(&self, job: &Job, plugin: &Plugin, attempt: u32) -> Result<(), crate::plugin::Failure> {
+        let delivery = bindings::delivery(&job.record, attempt);
+        let topic = job.record.topic.as_str();
         let started = Instant::now();
         let result = plugin.handle(&job.event, &delivery).await;
-        let metrics = &shared.metrics;
-        metrics
-            .handler_duration
-            .with_label_values(&[&plugin.id])
-            .observe(started.elapsed().as_secs_f64());
+        let metrics = &self.shared.metrics;
+        metrics.handler_duration.with_label_values(&[&plugin.id]).observe(started.elapsed().as_secs_f64());
         match result {
             Ok(emitted) => {
-                metrics
-                    .handled
-                    .with_label_values(&[topic, &plugin.id])
-                    .inc();
-                metrics
-                    .emitted
-                    .with_label_values(&[&plugin.id])
-                    .inc_by(emitted as u64);
+                metrics.handled.with_label_values(&[topic, &plugin.id]).inc();
+                metrics.emitted.with_label_values(&[&plugin.id]).inc_by(emitted as u64);
+                Ok(())
             }
             Err(failure) => {
-                metrics
-                    .failed
-                    .with_label_values(&[topic, &plugin.id, failure.reason()])
-                    .inc();
-                tracing::warn!(plugin = %plugin.id, reason = failure.reason(), error = %failure, "handler failed");
+                metrics.failed.with_label_values(&[topic, &plugin.id, failure.reason()]).inc();
+                Err(failure)
             }
         }
     }
@@ -147,18 +298,14 @@ mod tests {
     fn same_key_same_lane_and_keys_spread() {
         let a = lane_of(&record(Some(b"user-1"), 0), 16);
         assert_eq!(a, lane_of(&record(Some(b"user-1"), 0), 16));
-        let used: std::collections::HashSet<_> = (0..200)
-            .map(|i| lane_of(&record(Some(format!("user-{i}").as_bytes()), 0), 16))
-            .collect();
-        assert!(
-            used.len() > 12,
-            "200 keys should spread over most of 16 lanes, used {}",
-            used.len()
-        );
+        let used: std::collections::HashSet<_> =
+            (0..200).map(|i| lane_of(&record(Some(format!("user-{i}").as_bytes()), 0), 16)).collect();
+        assert!(used.len() > 12, "200 keys should spread over most of 16 lanes, used {}", used.len());
     }
 
     #[test]
     fn keyless_records_keep_partition_order() {
         assert_eq!(lane_of(&record(None, 2), 16), lane_of(&record(None, 2), 16));
+        assert_eq!(ParkKey::of(&record(None, 2)), ParkKey::Keyless("t".into(), 2));
     }
 }

@@ -12,8 +12,10 @@
 //! - [`route`]: subscriptions and the routing table.
 //! - [`runtime`], [`plugin`], [`catalog`]: the WebAssembly engine, one loaded plugin with its
 //!   instance pool, and the plugins directory.
-//! - [`consumer`], [`lanes`], [`offsets`]: the fetch loop and group membership, per-key ordering,
-//!   contiguous commits.
+//! - [`consumer`], [`lanes`], [`offsets`]: the fetch loop and group membership, per-key ordering
+//!   and retry parking, contiguous commits.
+//! - [`retry`], [`dlq`]: the retry policy and the dead-letter writer; [`replay`]: `weft dlq
+//!   inspect|replay`.
 //! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod consumer;
 pub mod decode;
 pub mod dev;
+pub mod dlq;
 pub mod emit;
 pub mod event;
 pub mod host;
@@ -32,6 +35,7 @@ pub mod lanes;
 pub mod metrics;
 pub mod offsets;
 pub mod plugin;
+pub mod retry;
 pub mod route;
 pub mod runtime;
 pub mod telemetry;

@@ -85,16 +85,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             weft::run(config, shutdown_signal()).await?;
         }
-        Command::Dev {
-            brokers,
-            plugins,
-            rate,
-        } => {
-            let options = weft::dev::DevOptions {
-                brokers,
-                plugins_dir: plugins,
-                rate,
-            };
+        Command::Dev { brokers, plugins, rate } => {
+            let options = weft::dev::DevOptions { brokers, plugins_dir: plugins, rate };
             weft::dev::run(options, shutdown_signal()).await?;
         }
         Command::Check { plugin } => {
@@ -107,18 +99,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Invoke {
-            plugin,
-            event,
-            topic,
-            settings,
-        } => {
-            let json =
-                std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
-            let settings = PluginConfig {
-                subscriptions: None,
-                config: settings.into_iter().collect(),
-            };
+        Command::Invoke { plugin, event, topic, settings } => {
+            let json = std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
+            let settings = PluginConfig { config: settings.into_iter().collect(), ..PluginConfig::default() };
             let invocation = weft::invoke::invoke(&plugin, &json, &topic, &settings).await?;
             for emitted in &invocation.emitted {
                 let key = emitted.key.as_deref().map(String::from_utf8_lossy);

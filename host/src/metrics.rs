@@ -2,14 +2,13 @@
 //! labels are low-cardinality: topic, plugin id, and bounded reason codes, never raw error text.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Handler durations from 10 µs to 10 s.
 const DURATION_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The metrics of one Weft host.
@@ -27,6 +26,14 @@ pub struct Metrics {
     pub handled: IntCounterVec,
     /// Failed handler calls, by topic, plugin and reason code.
     pub failed: IntCounterVec,
+    /// Attempts that will be retried, by topic and plugin.
+    pub retried: IntCounterVec,
+    /// Records written to a dead-letter topic, by source topic and reason.
+    pub dead_lettered: IntCounterVec,
+    /// Dead-letter writes the broker refused (each is retried).
+    pub dlq_write_failures: prometheus::IntCounter,
+    /// Events held back behind a key that waits for a retry (including the waiting ones).
+    pub parked: IntGauge,
     /// Events plugins emitted and the broker acknowledged, by plugin.
     pub emitted: IntCounterVec,
     /// Duration of one handler call including its emits' acknowledgements, by plugin.
@@ -45,31 +52,15 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
+            registry.register(Box::new(c.clone())).expect("metric registered once");
             c
         };
-        let received = counter(
-            "weft_events_received_total",
-            "Records read from Kafka.",
-            &["topic"],
-        );
-        let invalid = counter(
-            "weft_events_invalid_total",
-            "Records that are not valid CloudEvents.",
-            &["topic"],
-        );
-        let unrouted = counter(
-            "weft_events_unrouted_total",
-            "Valid events that no plugin subscribed to.",
-            &["topic"],
-        );
-        let handled = counter(
-            "weft_events_handled_total",
-            "Events a plugin handled.",
-            &["topic", "plugin"],
-        );
+        let received = counter("weft_events_received_total", "Records read from Kafka.", &["topic"]);
+        let invalid =
+            counter("weft_events_invalid_total", "Records that are not valid CloudEvents.", &["topic"]);
+        let unrouted =
+            counter("weft_events_unrouted_total", "Valid events that no plugin subscribed to.", &["topic"]);
+        let handled = counter("weft_events_handled_total", "Events a plugin handled.", &["topic", "plugin"]);
         let failed = counter(
             "weft_events_failed_total",
             "Handler calls that did not handle the event, by reason.",
@@ -80,42 +71,41 @@ impl Metrics {
             "Events plugins emitted, acknowledged by the broker.",
             &["plugin"],
         );
-        let plugins_refused = counter(
-            "weft_plugin_refusals_total",
-            "Plugin files refused at load.",
-            &["reason"],
+        let retried =
+            counter("weft_events_retried_total", "Attempts that will be retried.", &["topic", "plugin"]);
+        let dead_lettered = counter(
+            "weft_events_dead_lettered_total",
+            "Records written to a dead-letter topic, by reason.",
+            &["topic", "reason"],
         );
+        let dlq_write_failures = prometheus::IntCounter::new(
+            "weft_dlq_write_failures_total",
+            "Dead-letter writes the broker refused (each is retried).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(dlq_write_failures.clone())).expect("metric registered once");
+        let parked =
+            IntGauge::new("weft_events_parked", "Events held back behind a key waiting for a retry.")
+                .expect("valid metric");
+        registry.register(Box::new(parked.clone())).expect("metric registered once");
+        let plugins_refused =
+            counter("weft_plugin_refusals_total", "Plugin files refused at load.", &["reason"]);
         let handler_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "weft_handler_duration_seconds",
-                "Duration of one handler call.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
+            HistogramOpts::new("weft_handler_duration_seconds", "Duration of one handler call.")
+                .buckets(DURATION_BUCKETS.to_vec()),
             &["plugin"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(handler_duration.clone()))
-            .expect("metric registered once");
-        let in_flight = IntGauge::new(
-            "weft_events_in_flight",
-            "Events fetched and not yet finished.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(in_flight.clone()))
-            .expect("metric registered once");
+        registry.register(Box::new(handler_duration.clone())).expect("metric registered once");
+        let in_flight = IntGauge::new("weft_events_in_flight", "Events fetched and not yet finished.")
+            .expect("valid metric");
+        registry.register(Box::new(in_flight.clone())).expect("metric registered once");
         let plugin_info = IntGaugeVec::new(
-            Opts::new(
-                "weft_plugin_info",
-                "Loaded plugins (value 1) with their version and digest.",
-            ),
+            Opts::new("weft_plugin_info", "Loaded plugins (value 1) with their version and digest."),
             &["plugin", "name", "version", "digest"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(plugin_info.clone()))
-            .expect("metric registered once");
+        registry.register(Box::new(plugin_info.clone())).expect("metric registered once");
         Self {
             registry,
             received,
@@ -124,6 +114,10 @@ impl Metrics {
             handled,
             failed,
             emitted,
+            retried,
+            dead_lettered,
+            dlq_write_failures,
+            parked,
             handler_duration,
             in_flight,
             plugin_info,
@@ -134,9 +128,7 @@ impl Metrics {
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding cannot fail");
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
         String::from_utf8(out).expect("Prometheus text is UTF-8")
     }
 }
@@ -156,9 +148,6 @@ mod tests {
         let m = Metrics::new();
         m.invalid.with_label_values(&["orders"]).inc();
         let text = m.render();
-        assert!(
-            text.contains("weft_events_invalid_total{topic=\"orders\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("weft_events_invalid_total{topic=\"orders\"} 1"), "{text}");
     }
 }

@@ -51,39 +51,25 @@ impl OffsetTracker {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             pending: VecDeque::new(),
         });
-        if state
-            .pending
-            .back()
-            .is_some_and(|&(last, _)| offset <= last)
-        {
+        if state.pending.back().is_some_and(|&(last, _)| offset <= last) {
             // The consumer went back (a seek or a reset after an error): what was in flight before
             // will be fetched again, so forget it under a new generation.
             state.generation = self.generations.fetch_add(1, Ordering::Relaxed);
             state.pending.clear();
         }
         state.pending.push_back((offset, false));
-        Ticket {
-            topic: topic.to_string(),
-            partition,
-            offset,
-            generation: state.generation,
-        }
+        Ticket { topic: topic.to_string(), partition, offset, generation: state.generation }
     }
 
     /// Marks the ticket's event finished. Returns the offset to store for commit (one past the last
     /// event of the finished run at the head) when that run grew, or `None`.
     pub fn finish(&self, ticket: &Ticket) -> Option<i64> {
         let mut partitions = self.partitions.lock().expect("offset lock poisoned");
-        let state = partitions
-            .get_mut(&ticket.topic)?
-            .get_mut(&ticket.partition)?;
+        let state = partitions.get_mut(&ticket.topic)?.get_mut(&ticket.partition)?;
         if state.generation != ticket.generation {
             return None;
         }
-        let index = state
-            .pending
-            .binary_search_by_key(&ticket.offset, |&(o, _)| o)
-            .ok()?;
+        let index = state.pending.binary_search_by_key(&ticket.offset, |&(o, _)| o).ok()?;
         state.pending[index].1 = true;
         let mut next = None;
         while let Some(&(offset, true)) = state.pending.front() {
@@ -96,20 +82,13 @@ impl OffsetTracker {
     /// How many events of the partition are in flight.
     pub fn in_flight(&self, topic: &str, partition: i32) -> usize {
         let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions
-            .get(topic)
-            .and_then(|p| p.get(&partition))
-            .map_or(0, |s| s.pending.len())
+        partitions.get(topic).and_then(|p| p.get(&partition)).map_or(0, |s| s.pending.len())
     }
 
     /// How many events are in flight across every partition.
     pub fn total_in_flight(&self) -> usize {
         let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions
-            .values()
-            .flat_map(|p| p.values())
-            .map(|s| s.pending.len())
-            .sum()
+        partitions.values().flat_map(|p| p.values()).map(|s| s.pending.len()).sum()
     }
 
     /// Forgets a partition (it was revoked). Tickets issued for it are ignored from now on.
@@ -134,11 +113,7 @@ mod tests {
         let a = t.begin("t", 0, 10);
         let b = t.begin("t", 0, 11);
         let c = t.begin("t", 0, 12);
-        assert_eq!(
-            t.finish(&c),
-            None,
-            "12 finished but 10 and 11 are still in flight"
-        );
+        assert_eq!(t.finish(&c), None, "12 finished but 10 and 11 are still in flight");
         assert_eq!(t.finish(&b), None);
         assert_eq!(t.in_flight("t", 0), 3);
         assert_eq!(t.finish(&a), Some(13), "the whole run 10..=12 is done");
@@ -172,11 +147,7 @@ mod tests {
         let old = t.begin("t", 0, 3);
         t.forget("t", 0);
         let fresh = t.begin("t", 0, 3);
-        assert_eq!(
-            t.finish(&old),
-            None,
-            "stale ticket from the revoked assignment"
-        );
+        assert_eq!(t.finish(&old), None, "stale ticket from the revoked assignment");
         assert_eq!(t.in_flight("t", 0), 1);
         assert_eq!(t.finish(&fresh), Some(4));
     }

@@ -20,6 +20,7 @@ use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use crate::bindings::{Cloudevent, Delivery, HandleError, Handler, HandlerPre};
 use crate::config::{Config, PluginConfig};
 use crate::emit::Emitter;
+use crate::retry::RetryPolicy;
 use crate::route::SubscriptionSpec;
 use crate::runtime::{DeadlineExceeded, HostState, PluginEnv, Runtime};
 
@@ -47,6 +48,9 @@ pub enum Failure {
     /// The call ran past the plugin's deadline.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The instance tried to grow its memory past the plugin's limit.
+    #[error("memory limit: {0}")]
+    MemoryLimit(String),
     /// An event the plugin emitted was not acknowledged by the broker.
     #[error("emitted event not delivered: {0}")]
     Emit(String),
@@ -60,6 +64,7 @@ impl Failure {
             Failure::Permanent(_) => "permanent_error",
             Failure::Trap(_) => "trap",
             Failure::Timeout(_) => "timeout",
+            Failure::MemoryLimit(_) => "memory_limit",
             Failure::Emit(_) => "emit_failed",
         }
     }
@@ -68,7 +73,12 @@ impl Failure {
         if let Some(DeadlineExceeded(after)) = error.downcast_ref::<DeadlineExceeded>() {
             return Failure::Timeout(*after);
         }
-        Failure::Trap(format!("{error:#}").replace('\n', " "))
+        let message = format!("{error:#}").replace('\n', " ");
+        // The store limiter refuses growth past the cap and, with `trap_on_grow_failure`, traps.
+        if message.contains("forcing trap when growing memory") || message.contains("memory minimum size") {
+            return Failure::MemoryLimit(message);
+        }
+        Failure::Trap(message)
     }
 }
 
@@ -123,6 +133,8 @@ pub struct Plugin {
     pub description: Description,
     /// The subscriptions in effect: the configured override, or the described ones.
     pub subscriptions: Vec<SubscriptionSpec>,
+    /// The retry policy in effect for this plugin.
+    pub retry: RetryPolicy,
     limits: Limits,
     pre: HandlerPre<HostState>,
     env: Arc<PluginEnv>,
@@ -132,10 +144,7 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
-            .field("id", &self.id)
-            .field("digest", &self.short_digest())
-            .finish()
+        f.debug_struct("Plugin").field("id", &self.id).field("digest", &self.short_digest()).finish()
     }
 }
 
@@ -150,9 +159,7 @@ impl Plugin {
         emitter: Arc<Emitter>,
     ) -> anyhow::Result<Self> {
         let id = plugin_id(path)?;
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("reading {}", path.display()))?;
+        let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
         let digest = hex::encode(Sha256::digest(&bytes));
         check_header(&bytes)?;
         let engine = runtime.engine().clone();
@@ -164,13 +171,9 @@ impl Plugin {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
-        let pre = HandlerPre::new(pre)
-            .map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
-        let env = Arc::new(PluginEnv {
-            id: id.clone(),
-            config: settings.config.clone(),
-            emitter,
-        });
+        let pre =
+            HandlerPre::new(pre).map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
+        let env = Arc::new(PluginEnv { id: id.clone(), config: settings.config.clone(), emitter });
         let mut plugin = Plugin {
             id,
             path: path.to_path_buf(),
@@ -182,6 +185,7 @@ impl Plugin {
                 subscriptions: Vec::new(),
             },
             subscriptions: Vec::new(),
+            retry: RetryPolicy::default(),
             limits,
             pre,
             env,
@@ -202,10 +206,8 @@ impl Plugin {
     }
 
     async fn describe(&self) -> anyhow::Result<Description> {
-        let mut instance = self
-            .instantiate()
-            .await
-            .map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
+        let mut instance =
+            self.instantiate().await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
         instance.arm(self.limits.timeout, None);
         let info = instance
             .handler
@@ -222,8 +224,7 @@ impl Plugin {
             bail!("describe() returned an empty name");
         }
         for (i, sub) in description.subscriptions.iter().enumerate() {
-            sub.validate()
-                .map_err(|e| anyhow!("describe() subscription {i}: {e}"))?;
+            sub.validate().map_err(|e| anyhow!("describe() subscription {i}: {e}"))?;
         }
         self.pool.lock().expect("pool lock poisoned").push(instance);
         Ok(description)
@@ -234,10 +235,7 @@ impl Plugin {
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(
-            self.runtime.engine(),
-            HostState::new(self.env.clone(), limits),
-        );
+        let mut store = Store::new(self.runtime.engine(), HostState::new(self.env.clone(), limits));
         store.limiter(|state| &mut state.limits);
         // Instantiation runs the component's start code, which is bounded like a call.
         let state = store.data_mut();
@@ -265,10 +263,7 @@ impl Plugin {
             None => self.instantiate().await.map_err(Failure::from_call)?,
         };
         instance.arm(self.limits.timeout, Some(&event.id));
-        let result = instance
-            .handler
-            .call_handle(&mut instance.store, event, delivery)
-            .await;
+        let result = instance.handler.call_handle(&mut instance.store, event, delivery).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
         let emitted = std::mem::take(&mut instance.store.data_mut().emitted);
         let returned = match result {
@@ -331,9 +326,7 @@ pub fn plugin_id(path: &Path) -> anyhow::Result<String> {
         .and_then(|s| s.to_str())
         .ok_or_else(|| anyhow!("{} has no UTF-8 file name", path.display()))?;
     if stem.is_empty()
-        || !stem
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        || !stem.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     {
         bail!(
             "plugin file name {stem:?} must be lowercase letters, digits, '-' or '_' (it becomes the plugin id)"
@@ -353,29 +346,16 @@ mod tests {
     #[test]
     fn plugin_id_is_the_file_stem() {
         assert_eq!(plugin_id(Path::new("/p/audit.wasm")).unwrap(), "audit");
-        assert_eq!(
-            plugin_id(Path::new("order-saga_v2.wasm")).unwrap(),
-            "order-saga_v2"
-        );
+        assert_eq!(plugin_id(Path::new("order-saga_v2.wasm")).unwrap(), "order-saga_v2");
         assert!(plugin_id(Path::new("Audit.wasm")).is_err());
         assert!(plugin_id(Path::new("my plugin.wasm")).is_err());
     }
 
     #[test]
     fn header_check_explains_what_the_file_is() {
-        assert!(
-            check_header(b"hello")
-                .unwrap_err()
-                .to_string()
-                .contains("not a WebAssembly file")
-        );
+        assert!(check_header(b"hello").unwrap_err().to_string().contains("not a WebAssembly file"));
         let core = wat::parse_str("(module)").unwrap();
-        assert!(
-            check_header(&core)
-                .unwrap_err()
-                .to_string()
-                .contains("core WebAssembly module")
-        );
+        assert!(check_header(&core).unwrap_err().to_string().contains("core WebAssembly module"));
         let component = wat::parse_str("(component)").unwrap();
         assert!(check_header(&component).is_ok());
     }
@@ -385,9 +365,6 @@ mod tests {
         assert_eq!(Failure::Permanent("x".into()).reason(), "permanent_error");
         assert_eq!(Failure::Timeout(Duration::from_secs(1)).reason(), "timeout");
         let deadline: wasmtime::Error = DeadlineExceeded(Duration::from_millis(5)).into();
-        assert_eq!(
-            Failure::from_call(deadline),
-            Failure::Timeout(Duration::from_millis(5))
-        );
+        assert_eq!(Failure::from_call(deadline), Failure::Timeout(Duration::from_millis(5)));
     }
 }

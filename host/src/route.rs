@@ -30,10 +30,7 @@ impl SubscriptionSpec {
             bail!("topic is empty");
         }
         if self.topic.len() > 249
-            || !self
-                .topic
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || !self.topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         {
             bail!("topic {:?} is not a valid Kafka topic name", self.topic);
         }
@@ -79,10 +76,7 @@ impl<P: Clone> Router<P> {
                 by_topic.entry(&sub.topic).or_default().push(sub.clone());
             }
             for (topic, subs) in by_topic {
-                routes
-                    .entry(topic.to_string())
-                    .or_default()
-                    .push((plugin.clone(), subs));
+                routes.entry(topic.to_string()).or_default().push((plugin.clone(), subs));
             }
         }
         Self { routes }
@@ -90,12 +84,7 @@ impl<P: Clone> Router<P> {
 
     /// The topics the consumer subscribes to, sorted.
     pub fn topics(&self) -> Vec<String> {
-        self.routes
-            .keys()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
+        self.routes.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect()
     }
 
     /// The plugins that want `event` read from `topic`, in load order.
@@ -152,27 +141,15 @@ mod tests {
     #[test]
     fn routes_to_every_matching_plugin_and_lists_topics() {
         let router = Router::new([
-            (
-                "audit",
-                vec![sub("task-events", &["com.example.task.*"], &[])],
-            ),
-            (
-                "all",
-                vec![sub("task-events", &[], &[]), sub("reminders", &[], &[])],
-            ),
+            ("audit", vec![sub("task-events", &["com.example.task.*"], &[])]),
+            ("all", vec![sub("task-events", &[], &[]), sub("reminders", &[], &[])]),
         ]);
-        assert_eq!(
-            router.topics(),
-            vec!["reminders".to_string(), "task-events".to_string()]
-        );
+        assert_eq!(router.topics(), vec!["reminders".to_string(), "task-events".to_string()]);
         assert_eq!(
             router.route("task-events", &event("com.example.task.created", "/")),
             vec!["audit", "all"]
         );
-        assert_eq!(
-            router.route("task-events", &event("other", "/")),
-            vec!["all"]
-        );
+        assert_eq!(router.route("task-events", &event("other", "/")), vec!["all"]);
         assert_eq!(router.route("reminders", &event("x", "/")), vec!["all"]);
         assert!(router.route("unknown", &event("x", "/")).is_empty());
     }
@@ -183,10 +160,6 @@ mod tests {
         assert!(sub("bad topic", &[], &[]).validate().is_err());
         let err = sub("t", &["a*b"], &[]).validate().unwrap_err().to_string();
         assert!(err.contains("types filter"), "{err}");
-        assert!(
-            sub("oms.order.events", &["order.*"], &[])
-                .validate()
-                .is_ok()
-        );
+        assert!(sub("oms.order.events", &["order.*"], &[]).validate().is_ok());
     }
 }

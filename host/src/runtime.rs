@@ -38,9 +38,8 @@ impl Runtime {
     pub fn new() -> anyhow::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
-        let engine = Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("creating the WebAssembly engine")?;
+        let engine =
+            Engine::new(&config).map_err(anyhow::Error::from).context("creating the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
@@ -107,10 +106,7 @@ impl HostState {
     /// A fresh state: no filesystem, no environment, no network; stderr goes to the host's stderr so a
     /// guest panic message is visible.
     pub fn new(env: Arc<PluginEnv>, limits: StoreLimits) -> Self {
-        let wasi = WasiCtx::builder()
-            .inherit_stderr()
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = WasiCtx::builder().inherit_stderr().allow_ip_name_lookup(false).build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -127,10 +123,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 

@@ -36,16 +36,8 @@ pub fn unique(prefix: &str) -> String {
 fn uuid_ish() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{:x}{:x}{}",
-        nanos,
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}{}", nanos, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Logs go to the test output when `RUST_LOG` is set.
@@ -57,15 +49,10 @@ pub fn init_logging() {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
     let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
         .await
         .expect("create_topics request");
     for result in results {
@@ -87,10 +74,7 @@ pub fn plugins_dir(plugins: &[(&str, &str)]) -> PathBuf {
 pub fn config(dir: &Path) -> Config {
     let mut config = Config::with_brokers(brokers());
     config.kafka.group_id = unique("weft-test");
-    config
-        .kafka
-        .consumer
-        .insert("fetch.wait.max.ms".into(), "10".into());
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
     config.plugins.dir = dir.to_path_buf();
     config
 }
@@ -135,40 +119,36 @@ impl TestProducer {
     }
 
     /// Produces a CloudEvent with `id`, type `com.example.test`, `data` as JSON, keyed by `key`.
-    pub async fn event(
+    pub async fn event(&self, topic: &str, partition: Option<i32>, key: &str, id: &str, mode: Mode) {
+        self.event_with(topic, partition, key, id, mode, &[]).await;
+    }
+
+    /// Like [`TestProducer::event`], with extension attributes (the echo plugin's failure switches).
+    pub async fn event_with(
         &self,
         topic: &str,
         partition: Option<i32>,
         key: &str,
         id: &str,
         mode: Mode,
+        extensions: &[(&str, &str)],
     ) {
-        let event = EventBuilderV10::new()
+        let mut builder = EventBuilderV10::new()
             .id(id)
             .source("/weft/tests")
             .ty("com.example.test")
-            .data(
-                "application/json",
-                serde_json::json!({ "id": id, "key": key }),
-            )
-            .build()
-            .expect("valid event");
+            .data("application/json", serde_json::json!({ "id": id, "key": key }));
+        for (name, value) in extensions {
+            builder = builder.extension(name, *value);
+        }
+        let event = builder.build().expect("valid event");
         let (headers, value) = match mode {
             Mode::Binary => weft::dev::binary_record(&event),
             Mode::Structured => weft::dev::structured_record(&event),
         };
-        let headers: Vec<(&str, Option<&[u8]>)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), Some(v.as_slice())))
-            .collect();
-        self.raw(
-            topic,
-            partition,
-            Some(key.as_bytes()),
-            &headers,
-            Some(&value),
-        )
-        .await;
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))).collect();
+        self.raw(topic, partition, Some(key.as_bytes()), &headers, Some(&value)).await;
     }
 
     /// Produces a record exactly as given and waits for the acknowledgement.
@@ -180,9 +160,9 @@ impl TestProducer {
         headers: &[(&str, Option<&[u8]>)],
         value: Option<&[u8]>,
     ) {
-        let owned = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-            h.insert(Header { key, value: *value })
-        });
+        let owned = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: *value }));
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(owned);
         if let Some(p) = partition {
             record = record.partition(p);
@@ -193,25 +173,15 @@ impl TestProducer {
         if let Some(v) = value {
             record = record.payload(v);
         }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce");
+        self.producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("produce");
     }
 
     /// Sends without waiting; call [`TestProducer::flush`] afterwards.
     pub fn enqueue(&self, topic: &str, key: &str, headers: &[(String, Vec<u8>)], value: &[u8]) {
-        let owned = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            })
-        });
-        let mut record = FutureRecord::to(topic)
-            .key(key)
-            .headers(owned)
-            .payload(value);
+        let owned = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_slice()) }));
+        let mut record = FutureRecord::to(topic).key(key).headers(owned).payload(value);
         loop {
             match self.producer.send_result(record) {
                 Ok(_) => return,
@@ -293,8 +263,7 @@ pub async fn read_until(
                             .map(|h| {
                                 (
                                     h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
                                 )
                             })
                             .collect()
@@ -318,18 +287,14 @@ pub fn committed_and_end(group: &str, topic: &str, partitions: i32) -> Vec<(i64,
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
     (0..partitions)
         .map(|p| {
             let c = match committed.find_partition(topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
                 _ => -1,
             };
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks");
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
             (c, high)
         })
         .collect()

@@ -12,10 +12,7 @@ const PARTITIONS: i32 = 3;
 
 /// The sequence number in an id of the form `<prefix>-<n>`.
 fn seq(id: &str) -> u64 {
-    id.rsplit('-')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("numbered id")
+    id.rsplit('-').next().and_then(|n| n.parse().ok()).expect("numbered id")
 }
 
 /// Produces `count` events over `keys` keys, alternating binary and structured mode.
@@ -26,10 +23,7 @@ fn produce_stream(producer: &TestProducer, topic: &str, count: u64, keys: u64) {
             .id(format!("ev-{n}"))
             .source("/weft/tests")
             .ty("com.example.test")
-            .data(
-                "application/json",
-                serde_json::json!({ "n": n, "key": key }),
-            )
+            .data("application/json", serde_json::json!({ "n": n, "key": key }))
             .build()
             .expect("valid event");
         let (headers, value) = if n.is_multiple_of(2) {
@@ -52,41 +46,24 @@ fn assert_each_once_in_key_order(outputs: &[Output], count: u64) {
         let n = seq(id);
         let key = output.key.clone().expect("output keyed like its input");
         if let Some(previous) = last_per_key.insert(key.clone(), n) {
-            assert!(
-                previous < n,
-                "key {key}: {id} was handled after ev-{previous}"
-            );
+            assert!(previous < n, "key {key}: {id} was handled after ev-{previous}");
         }
     }
-    let missing: Vec<u64> = (0..count)
-        .filter(|n| !seen.contains(&format!("ev-{n}")))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "no output for ev-{missing:?} (and maybe more); got {}",
-        seen.len()
-    );
+    let missing: Vec<u64> = (0..count).filter(|n| !seen.contains(&format!("ev-{n}"))).take(10).collect();
+    assert!(missing.is_empty(), "no output for ev-{missing:?} (and maybe more); got {}", seen.len());
 }
 
 fn assert_committed_to_end(group: &str, topic: &str, partitions: i32) {
     let offsets = committed_and_end(group, topic, partitions);
     for (p, (committed, end)) in offsets.iter().enumerate() {
-        assert_eq!(
-            committed, end,
-            "partition {p}: committed offset {committed}, end offset {end}"
-        );
+        assert_eq!(committed, end, "partition {p}: committed offset {committed}, end offset {end}");
     }
 }
 
 async fn echo_host(topic: &str, output: &str) -> (Host, String) {
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let mut config = config(&dir);
-    plugin_config(
-        &mut config,
-        "echo",
-        &[("topic", topic), ("output-topic", output)],
-    );
+    plugin_config(&mut config, "echo", &[("topic", topic), ("output-topic", output)]);
     let group = config.kafka.group_id.clone();
     (Host::start(config).await.expect("host starts"), group)
 }
@@ -104,9 +81,7 @@ async fn ten_thousand_events_each_handled_once_in_key_order_and_committed() {
     assert_eq!(host.topics(), std::slice::from_ref(&topic));
     let outputs = read(&output, 10_000, Duration::from_secs(120)).await;
     assert!(
-        eventually(Duration::from_secs(10), || host.metrics().in_flight.get()
-            == 0)
-        .await,
+        eventually(Duration::from_secs(10), || host.metrics().in_flight.get() == 0).await,
         "events still in flight"
     );
     host.shutdown().await.expect("graceful shutdown");
@@ -128,61 +103,28 @@ async fn restart_after_graceful_stop_skips_nothing() {
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let mut config = config(&dir);
     config.pipeline.lanes = 4;
-    plugin_config(
-        &mut config,
-        "echo",
-        &[("topic", &topic), ("output-topic", &output)],
-    );
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
     let group = config.kafka.group_id.clone();
 
     let first = Host::start(config.clone()).await.expect("first host");
-    let handled = |host: &Host| {
-        host.metrics()
-            .handled
-            .with_label_values(&[&topic, "echo"])
-            .get()
-    };
+    let handled = |host: &Host| host.metrics().handled.with_label_values(&[&topic, "echo"]).get();
     assert!(
         eventually(Duration::from_secs(60), || handled(&first) >= 500).await,
         "first host handled nothing"
     );
     first.shutdown().await.expect("graceful shutdown");
     let after_first = committed_and_end(&group, &topic, PARTITIONS);
-    assert!(
-        after_first.iter().any(|(c, _)| *c > 0),
-        "the first run committed nothing: {after_first:?}"
-    );
+    assert!(after_first.iter().any(|(c, _)| *c > 0), "the first run committed nothing: {after_first:?}");
 
     let second = Host::start(config).await.expect("second host");
     // Events the first run handled but had not committed are handled again: read until every id is seen.
-    let unique_ids = |outputs: &[Output]| {
-        outputs
-            .iter()
-            .filter_map(|o| o.header("ce_id"))
-            .collect::<HashSet<_>>()
-            .len()
-    };
-    let outputs = read_until(&output, Duration::from_secs(120), |outputs| {
-        unique_ids(outputs) >= 3_000
-    })
-    .await;
-    let ids: HashSet<String> = outputs
-        .iter()
-        .filter_map(|o| o.header("ce_id").map(str::to_string))
-        .collect();
-    let missing: Vec<u64> = (0..3_000)
-        .filter(|n| !ids.contains(&format!("ev-{n}")))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "skipped across the restart: ev-{missing:?}"
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || second.metrics().in_flight.get()
-            == 0)
-        .await
-    );
+    let unique_ids =
+        |outputs: &[Output]| outputs.iter().filter_map(|o| o.header("ce_id")).collect::<HashSet<_>>().len();
+    let outputs = read_until(&output, Duration::from_secs(120), |outputs| unique_ids(outputs) >= 3_000).await;
+    let ids: HashSet<String> = outputs.iter().filter_map(|o| o.header("ce_id").map(str::to_string)).collect();
+    let missing: Vec<u64> = (0..3_000).filter(|n| !ids.contains(&format!("ev-{n}"))).take(10).collect();
+    assert!(missing.is_empty(), "skipped across the restart: ev-{missing:?}");
+    assert!(eventually(Duration::from_secs(10), || second.metrics().in_flight.get() == 0).await);
     second.shutdown().await.expect("graceful shutdown");
     assert_committed_to_end(&group, &topic, PARTITIONS);
 }
@@ -196,33 +138,16 @@ async fn malformed_records_are_skipped_and_later_events_still_handled() {
     let producer = TestProducer::new();
     let structured: &[u8] = b"application/cloudevents+json";
     let ct = [("content-type", Some(structured))];
-    producer
-        .event(&topic, Some(0), "k", "good-0", Mode::Binary)
-        .await;
+    producer.event(&topic, Some(0), "k", "good-0", Mode::Binary).await;
     // Not JSON; JSON that is not a CloudEvent; each required attribute missing; binary without specversion.
     type RawRecord<'a> = (Vec<(&'a str, Option<&'a [u8]>)>, Vec<u8>);
     let malformed: Vec<RawRecord> = vec![
         (ct.to_vec(), b"this is not json".to_vec()),
-        (
-            ct.to_vec(),
-            br#"{"order_id": 7, "status": "paid"}"#.to_vec(),
-        ),
-        (
-            ct.to_vec(),
-            br#"{"specversion":"1.0","source":"/s","type":"t"}"#.to_vec(),
-        ),
-        (
-            ct.to_vec(),
-            br#"{"specversion":"1.0","id":"x","type":"t"}"#.to_vec(),
-        ),
-        (
-            ct.to_vec(),
-            br#"{"specversion":"1.0","id":"x","source":"/s"}"#.to_vec(),
-        ),
-        (
-            ct.to_vec(),
-            br#"{"id":"x","source":"/s","type":"t"}"#.to_vec(),
-        ),
+        (ct.to_vec(), br#"{"order_id": 7, "status": "paid"}"#.to_vec()),
+        (ct.to_vec(), br#"{"specversion":"1.0","source":"/s","type":"t"}"#.to_vec()),
+        (ct.to_vec(), br#"{"specversion":"1.0","id":"x","type":"t"}"#.to_vec()),
+        (ct.to_vec(), br#"{"specversion":"1.0","id":"x","source":"/s"}"#.to_vec()),
+        (ct.to_vec(), br#"{"id":"x","source":"/s","type":"t"}"#.to_vec()),
         (
             vec![
                 ("ce_id", Some(b"x".as_slice())),
@@ -233,38 +158,19 @@ async fn malformed_records_are_skipped_and_later_events_still_handled() {
         ),
     ];
     for (headers, value) in &malformed {
-        producer
-            .raw(&topic, Some(0), Some(b"k"), headers, Some(value))
-            .await;
+        producer.raw(&topic, Some(0), Some(b"k"), headers, Some(value)).await;
     }
-    producer
-        .event(&topic, Some(0), "k", "good-1", Mode::Structured)
-        .await;
-    producer
-        .event(&topic, Some(0), "other", "good-2", Mode::Binary)
-        .await;
+    producer.event(&topic, Some(0), "k", "good-1", Mode::Structured).await;
+    producer.event(&topic, Some(0), "other", "good-2", Mode::Binary).await;
 
     let (host, group) = echo_host(&topic, &output).await;
     let outputs = read(&output, 3, Duration::from_secs(60)).await;
     let mut ids: Vec<&str> = outputs.iter().filter_map(|o| o.header("ce_id")).collect();
     ids.sort();
     assert_eq!(ids, ["good-0", "good-1", "good-2"]);
-    assert!(
-        eventually(Duration::from_secs(10), || host.metrics().in_flight.get()
-            == 0)
-        .await
-    );
-    assert_eq!(
-        host.metrics().invalid.with_label_values(&[&topic]).get(),
-        malformed.len() as u64
-    );
-    assert_eq!(
-        host.metrics()
-            .handled
-            .with_label_values(&[&topic, "echo"])
-            .get(),
-        3
-    );
+    assert!(eventually(Duration::from_secs(10), || host.metrics().in_flight.get() == 0).await);
+    assert_eq!(host.metrics().invalid.with_label_values(&[&topic]).get(), malformed.len() as u64);
+    assert_eq!(host.metrics().handled.with_label_values(&[&topic, "echo"]).get(), 3);
     host.shutdown().await.expect("graceful shutdown");
     assert_committed_to_end(&group, &topic, 1);
 }
@@ -276,67 +182,32 @@ async fn refused_plugin_files_do_not_stop_the_host() {
     create_topic(&topic, 1).await;
     create_topic(&output, 1).await;
     let dir = plugins_dir(&[("echo", ECHO_WASM), ("other-world", WRONG_WORLD_WASM)]);
-    std::fs::write(
-        dir.join("random.wasm"),
-        (0..4096u32)
-            .map(|i| (i * 7919 % 251) as u8)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("random.wasm"), (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>())
+        .unwrap();
     let echo = std::fs::read(ECHO_WASM).unwrap();
     std::fs::write(dir.join("truncated.wasm"), &echo[..echo.len() / 2]).unwrap();
     let mut config = config(&dir);
-    plugin_config(
-        &mut config,
-        "echo",
-        &[("topic", &topic), ("output-topic", &output)],
-    );
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
 
-    let host = Host::start(config)
-        .await
-        .expect("host starts despite bad files");
+    let host = Host::start(config).await.expect("host starts despite bad files");
     let mut refused: Vec<(String, String)> = host
         .refused()
         .iter()
-        .map(|r| {
-            (
-                r.path.file_name().unwrap().to_string_lossy().into_owned(),
-                r.reason.clone(),
-            )
-        })
+        .map(|r| (r.path.file_name().unwrap().to_string_lossy().into_owned(), r.reason.clone()))
         .collect();
     refused.sort();
     assert_eq!(refused.len(), 3, "{refused:?}");
     assert_eq!(refused[0].0, "other-world.wasm");
-    assert!(
-        refused[0]
-            .1
-            .contains("does not implement weft:handler/handler@0.1.0"),
-        "{}",
-        refused[0].1
-    );
+    assert!(refused[0].1.contains("does not implement weft:handler/handler@0.1.0"), "{}", refused[0].1);
     assert_eq!(refused[1].0, "random.wasm");
-    assert!(
-        refused[1].1.contains("not a WebAssembly file"),
-        "{}",
-        refused[1].1
-    );
+    assert!(refused[1].1.contains("not a WebAssembly file"), "{}", refused[1].1);
     assert_eq!(refused[2].0, "truncated.wasm");
-    assert!(
-        refused[2].1.contains("not a valid WebAssembly component"),
-        "{}",
-        refused[2].1
-    );
+    assert!(refused[2].1.contains("not a valid WebAssembly component"), "{}", refused[2].1);
     assert!(refused.iter().all(|(_, reason)| !reason.contains('\n')));
     assert_eq!(host.plugins().len(), 1);
 
-    TestProducer::new()
-        .event(&topic, None, "k", "still-served", Mode::Binary)
-        .await;
+    TestProducer::new().event(&topic, None, "k", "still-served", Mode::Binary).await;
     let outputs = read(&output, 1, Duration::from_secs(60)).await;
-    assert_eq!(
-        outputs.first().and_then(|o| o.header("ce_id")),
-        Some("still-served")
-    );
+    assert_eq!(outputs.first().and_then(|o| o.header("ce_id")), Some("still-served"));
     host.shutdown().await.expect("graceful shutdown");
 }

@@ -6,19 +6,12 @@ use weft::config::PluginConfig;
 use weft_tests::{AUDIT_WASM, ECHO_WASM, WRONG_WORLD_WASM};
 
 fn example(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/events")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events").join(name)).unwrap()
 }
 
 #[tokio::test]
 async fn check_reports_what_the_plugin_describes() {
-    let plugin = weft::invoke::check(Path::new(AUDIT_WASM), &PluginConfig::default())
-        .await
-        .unwrap();
+    let plugin = weft::invoke::check(Path::new(AUDIT_WASM), &PluginConfig::default()).await.unwrap();
     assert_eq!(plugin.id, "audit");
     assert_eq!(plugin.description.name, "audit");
     assert_eq!(plugin.subscriptions.len(), 1);
@@ -29,14 +22,9 @@ async fn check_reports_what_the_plugin_describes() {
 
 #[tokio::test]
 async fn check_refuses_another_world_with_the_reason() {
-    let err = weft::invoke::check(Path::new(WRONG_WORLD_WASM), &PluginConfig::default())
-        .await
-        .unwrap_err();
+    let err = weft::invoke::check(Path::new(WRONG_WORLD_WASM), &PluginConfig::default()).await.unwrap_err();
     let text = format!("{err:#}");
-    assert!(
-        text.contains("does not implement weft:handler/handler@0.1.0"),
-        "{text}"
-    );
+    assert!(text.contains("does not implement weft:handler/handler@0.1.0"), "{text}");
 }
 
 #[tokio::test]
@@ -60,8 +48,7 @@ async fn audit_emits_one_record_per_task_event_with_trace_context() {
         audit.event.extension("traceparent"),
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     );
-    let record: serde_json::Value =
-        serde_json::from_slice(audit.event.data.as_deref().unwrap()).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(audit.event.data.as_deref().unwrap()).unwrap();
     assert_eq!(record["action"], "created");
     assert_eq!(record["task_id"], "task-42");
 }
@@ -84,23 +71,13 @@ async fn audit_fails_permanently_on_an_event_without_task_fields() {
 #[tokio::test]
 async fn config_values_reach_the_plugin() {
     let settings = PluginConfig {
-        subscriptions: None,
-        config: [("output-topic".to_string(), "elsewhere".to_string())]
-            .into_iter()
-            .collect(),
+        config: [("output-topic".to_string(), "elsewhere".to_string())].into_iter().collect(),
+        ..PluginConfig::default()
     };
-    let run = weft::invoke::invoke(
-        Path::new(ECHO_WASM),
-        &example("task-created.json"),
-        "in",
-        &settings,
-    )
-    .await
-    .unwrap();
+    let run = weft::invoke::invoke(Path::new(ECHO_WASM), &example("task-created.json"), "in", &settings)
+        .await
+        .unwrap();
     assert_eq!(run.outcome, Ok(1));
     assert_eq!(run.emitted[0].topic, "elsewhere");
-    assert_eq!(
-        run.emitted[0].event.id,
-        "7f3c1a52-6f0e-4f43-9a39-5c1d8e2b9a10"
-    );
+    assert_eq!(run.emitted[0].event.id, "7f3c1a52-6f0e-4f43-9a39-5c1d8e2b9a10");
 }

@@ -5,6 +5,13 @@
 //! `<input topic>.out`), keyed like the input. Extensions on the output record which version handled
 //! the input (`echoversion`, from the `version` config key) and where the input came from
 //! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery.
+//!
+//! Failure injection, driven by extensions on the input event:
+//! - `failmode=permanent`: returns a permanent error.
+//! - `failmode=retryable`: returns a retryable error while `attempt < failuntil` (never succeeds
+//!   without `failuntil`), with `faildelayms` as the delay hint if present.
+//! - `failmode=trap`: panics. `failmode=loop`: never returns. `failmode=alloc`: allocates until it
+//!   is stopped.
 
 wit_bindgen::generate!({ path: "../../wit", world: "handler" });
 
@@ -28,6 +35,7 @@ impl Guest for Echo {
     }
 
     fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
+        inject_failure(&event, &delivery)?;
         let topic =
             host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
         let version = host::config_get("version").unwrap_or_else(|| "v1".into());
@@ -62,6 +70,42 @@ impl Guest for Echo {
                 delay_ms: None,
             })
         })
+    }
+}
+
+fn extension<'a>(event: &'a Cloudevent, name: &str) -> Option<&'a str> {
+    event.extensions.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleError> {
+    match extension(event, "failmode") {
+        Some("permanent") => Err(HandleError::Permanent(format!("event {} is marked permanent", event.id))),
+        Some("retryable") => {
+            let until = extension(event, "failuntil").and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX);
+            if delivery.attempt < until {
+                let delay_ms = extension(event, "faildelayms").and_then(|n| n.parse().ok());
+                return Err(HandleError::Retryable(RetryableError {
+                    reason: format!("attempt {} of {} is marked retryable", delivery.attempt, event.id),
+                    delay_ms,
+                }));
+            }
+            Ok(())
+        }
+        Some("trap") => panic!("event {} is marked to trap", event.id),
+        Some("loop") => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Some("alloc") => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        _ => Ok(()),
     }
 }
 

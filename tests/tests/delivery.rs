@@ -1,0 +1,216 @@
+//! The delivery layer against a real broker: retries with backoff, dead letters with their headers,
+//! per-key parking that lets other keys flow, and invalid records kept byte for byte.
+
+use std::time::{Duration, Instant};
+
+use weft::Host;
+use weft::retry::RetrySettings;
+use weft_tests::*;
+
+fn fast_retries(max_attempts: u32, initial_ms: u64) -> RetrySettings {
+    RetrySettings {
+        max_attempts: Some(max_attempts),
+        initial_backoff_ms: Some(initial_ms),
+        multiplier: Some(2.0),
+        max_backoff_ms: Some(10_000),
+        jitter: Some(0.0),
+    }
+}
+
+struct Setup {
+    topic: String,
+    output: String,
+    dlq: String,
+    group: String,
+    host: Host,
+}
+
+async fn start(partitions: i32, retry: RetrySettings) -> Setup {
+    init_logging();
+    let (topic, output) = (unique("dl-in"), unique("dl-out"));
+    let dlq = format!("{topic}.dlq");
+    create_topic(&topic, partitions).await;
+    create_topic(&output, 1).await;
+    create_topic(&dlq, 1).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    config.retry = retry;
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let group = config.kafka.group_id.clone();
+    let host = Host::start(config).await.expect("host starts");
+    Setup { topic, output, dlq, group, host }
+}
+
+fn ids(outputs: &[Output]) -> Vec<&str> {
+    outputs.iter().filter_map(|o| o.header("ce_id")).collect()
+}
+
+async fn finish(setup: Setup, partitions: i32) {
+    let metrics = setup.host.metrics().clone();
+    assert!(
+        eventually(Duration::from_secs(20), || metrics.in_flight.get() == 0).await,
+        "events still in flight"
+    );
+    setup.host.shutdown().await.expect("graceful shutdown");
+    for (p, (committed, end)) in committed_and_end(&setup.group, &setup.topic, partitions).iter().enumerate()
+    {
+        assert_eq!(committed, end, "partition {p} not committed to its end");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_pill_is_dead_lettered_with_reason_and_the_rest_flows() {
+    let s = start(1, fast_retries(5, 50)).await;
+    let producer = TestProducer::new();
+    producer.event(&s.topic, Some(0), "k1", "e0", Mode::Binary).await;
+    producer.event_with(&s.topic, Some(0), "k1", "e1", Mode::Structured, &[("failmode", "permanent")]).await;
+    producer.event(&s.topic, Some(0), "k1", "e2", Mode::Binary).await;
+    producer.event(&s.topic, Some(0), "k2", "e3", Mode::Structured).await;
+
+    let outputs = read(&s.output, 3, Duration::from_secs(60)).await;
+    let mut handled = ids(&outputs);
+    handled.sort();
+    assert_eq!(handled, ["e0", "e2", "e3"]);
+    let dead = read(&s.dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 1);
+    let letter = &dead[0];
+    assert_eq!(letter.header("weft.dlq.reason"), Some("permanent_error"));
+    assert!(letter.header("weft.dlq.error").unwrap().contains("e1 is marked permanent"));
+    assert_eq!(letter.header("weft.dlq.plugin"), Some("echo"));
+    assert_eq!(letter.header("weft.dlq.plugin.digest").map(str::len), Some(64));
+    assert_eq!(letter.header("weft.dlq.attempts"), Some("1"));
+    assert_eq!(letter.header("weft.original.topic"), Some(s.topic.as_str()));
+    assert_eq!(letter.header("weft.original.partition"), Some("0"));
+    assert_eq!(letter.header("weft.original.offset"), Some("1"));
+    assert_eq!(letter.header("content-type"), Some("application/cloudevents+json"), "original headers kept");
+    assert_eq!(letter.key.as_deref(), Some("k1"));
+    let original: serde_json::Value = serde_json::from_slice(&letter.value).expect("original value kept");
+    assert_eq!(original["id"], "e1");
+    assert_eq!(s.host.metrics().dead_lettered.with_label_values(&[&s.topic, "permanent_error"]).get(), 1);
+    finish(s, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failure_is_retried_with_backoff_and_handled_once() {
+    let s = start(1, fast_retries(5, 200)).await;
+    let producer = TestProducer::new();
+    let sent = Instant::now();
+    producer
+        .event_with(
+            &s.topic,
+            Some(0),
+            "k",
+            "flaky",
+            Mode::Binary,
+            &[("failmode", "retryable"), ("failuntil", "3")],
+        )
+        .await;
+    let outputs = read(&s.output, 1, Duration::from_secs(60)).await;
+    let elapsed = sent.elapsed();
+    assert_eq!(ids(&outputs), ["flaky"]);
+    assert_eq!(outputs[0].header("ce_attempt"), Some("3"), "the plugin saw attempt 3");
+    // Two waits: 200 ms, then 400 ms.
+    assert!(elapsed >= Duration::from_millis(600), "retried too early: {elapsed:?}");
+    assert_eq!(s.host.metrics().retried.with_label_values(&[&s.topic, "echo"]).get(), 2);
+    let more = read(&s.output, 2, Duration::from_secs(2)).await;
+    assert_eq!(more.len(), 1, "handled exactly once");
+    finish(s, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_are_dead_lettered_with_the_attempt_count() {
+    let s = start(1, fast_retries(3, 20)).await;
+    let producer = TestProducer::new();
+    producer.event_with(&s.topic, Some(0), "k", "doomed", Mode::Binary, &[("failmode", "retryable")]).await;
+    producer.event(&s.topic, Some(0), "k", "after", Mode::Binary).await;
+    let dead = read(&s.dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(dead[0].header("weft.dlq.reason"), Some("retries_exhausted"));
+    assert_eq!(dead[0].header("weft.dlq.attempts"), Some("3"));
+    assert_eq!(dead[0].header("ce_id"), Some("doomed"));
+    let outputs = read(&s.output, 1, Duration::from_secs(30)).await;
+    assert_eq!(ids(&outputs), ["after"], "the same key continues after the dead letter");
+    finish(s, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_backoff_does_not_hold_back_other_keys_and_keeps_its_own_order() {
+    let mut retry = fast_retries(5, 50);
+    retry.max_backoff_ms = Some(60_000);
+    let s = start(1, retry).await;
+    let producer = TestProducer::new();
+    // A-1 fails once and asks to be retried in 4 s.
+    producer.event(&s.topic, Some(0), "A", "A-0", Mode::Binary).await;
+    producer
+        .event_with(
+            &s.topic,
+            Some(0),
+            "A",
+            "A-1",
+            Mode::Binary,
+            &[("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "4000")],
+        )
+        .await;
+    producer.event(&s.topic, Some(0), "A", "A-2", Mode::Structured).await;
+    for n in 0..1_000 {
+        let key = format!("{}", (b'B' + (n % 25) as u8) as char);
+        producer.enqueue(&s.topic, &key, &binary(&format!("{key}-{n}")), b"{}");
+    }
+    producer.flush();
+    producer.event(&s.topic, Some(0), "A", "A-3", Mode::Binary).await;
+
+    let outputs = read(&s.output, 1_004, Duration::from_secs(90)).await;
+    let order = ids(&outputs);
+    assert_eq!(order.len(), 1_004);
+    let position = |id: &str| order.iter().position(|o| *o == id).unwrap_or_else(|| panic!("{id} missing"));
+    let a1 = position("A-1");
+    let others: Vec<usize> =
+        order.iter().enumerate().filter(|(_, id)| !id.starts_with("A-")).map(|(i, _)| i).collect();
+    assert_eq!(others.len(), 1_000);
+    assert!(others.iter().all(|&i| i < a1), "other keys waited for A's retry");
+    assert!(
+        position("A-0") < a1 && a1 < position("A-2") && position("A-2") < position("A-3"),
+        "A out of order: {order:?}"
+    );
+    finish(s, 1).await;
+}
+
+/// Binary-mode headers for a minimal event with `id`.
+fn binary(id: &str) -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("ce_specversion".into(), b"1.0".to_vec()),
+        ("ce_id".into(), id.as_bytes().to_vec()),
+        ("ce_source".into(), b"/weft/tests".to_vec()),
+        ("ce_type".into(), b"com.example.test".to_vec()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_records_land_in_the_dlq_byte_for_byte() {
+    let s = start(1, fast_retries(5, 50)).await;
+    let producer = TestProducer::new();
+    let structured: &[u8] = b"application/cloudevents+json";
+    let bad_value: &[u8] = b"{\"specversion\":\"1.0\",\"source\":\"/s\",\"type\":\"t\"}";
+    producer
+        .raw(
+            &s.topic,
+            Some(0),
+            Some(b"key-1"),
+            &[("content-type", Some(structured)), ("x-trace", None)],
+            Some(bad_value),
+        )
+        .await;
+    producer.raw(&s.topic, Some(0), None, &[], Some(b"\x00\x01 not json")).await;
+    producer.event(&s.topic, Some(0), "k", "valid", Mode::Binary).await;
+
+    let dead = read(&s.dlq, 2, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|d| d.header("weft.dlq.reason") == Some("invalid_cloudevent")));
+    assert_eq!(dead[0].value, bad_value);
+    assert_eq!(dead[0].key.as_deref(), Some("key-1"));
+    assert_eq!(dead[0].header("x-trace"), Some(""), "null header kept");
+    assert!(dead[0].header("weft.dlq.error").unwrap().contains("`id` is missing"));
+    assert_eq!(dead[1].value, b"\x00\x01 not json");
+    assert_eq!(dead[1].key, None);
+    assert_eq!(ids(&read(&s.output, 1, Duration::from_secs(30)).await), ["valid"]);
+    finish(s, 1).await;
+}

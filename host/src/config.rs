@@ -60,11 +60,24 @@ pub struct DlqConfig {
     /// a topic usually carries event types that only some plugins want.
     #[serde(default)]
     pub unrouted: bool,
+    /// Create missing dead-letter topics at start-up, with as many partitions as their source
+    /// topic. Turn off where topics are managed elsewhere.
+    #[serde(default = "defaults::yes")]
+    pub create_topics: bool,
+    /// Replication factor of dead-letter topics Weft creates; `-1` uses the broker's default.
+    #[serde(default = "defaults::replication_factor")]
+    pub replication_factor: i32,
 }
 
 impl Default for DlqConfig {
     fn default() -> Self {
-        Self { topic_suffix: defaults::dlq_suffix(), topics: BTreeMap::new(), unrouted: false }
+        Self {
+            topic_suffix: defaults::dlq_suffix(),
+            topics: BTreeMap::new(),
+            unrouted: false,
+            create_topics: true,
+            replication_factor: defaults::replication_factor(),
+        }
     }
 }
 
@@ -174,6 +187,12 @@ mod defaults {
     }
     pub fn max_parked() -> usize {
         1_000
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn replication_factor() -> i32 {
+        -1
     }
     pub fn dlq_suffix() -> String {
         ".dlq".into()

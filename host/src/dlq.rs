@@ -138,6 +138,66 @@ impl DeadLetters {
     }
 }
 
+/// Creates the dead-letter topics of `sources` that do not exist yet, each with its source topic's
+/// partition count. A source topic that does not exist yet is skipped (its dead-letter topic is
+/// created on a later start, or by the broker if it auto-creates topics).
+pub async fn ensure_topics(kafka: &crate::config::KafkaConfig, config: &DlqConfig, sources: &[String]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    if !config.create_topics || sources.is_empty() {
+        return;
+    }
+    let admin: AdminClient<DefaultClientContext> = match crate::kafka::admin_config(kafka).create() {
+        Ok(admin) => admin,
+        Err(error) => return tracing::warn!(%error, "cannot create the admin client for dead-letter topics"),
+    };
+    let client = admin.inner();
+    let mut wanted = Vec::new();
+    for source in sources {
+        let dlq = config.topic_for(source);
+        let Ok(metadata) = client.fetch_metadata(None, Duration::from_secs(10)) else {
+            return tracing::warn!("cannot read cluster metadata; dead-letter topics not checked");
+        };
+        let exists = |name: &str| metadata.topics().iter().any(|t| t.name() == name && t.error().is_none());
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == source && t.error().is_none())
+            .map(|t| t.partitions().len() as i32);
+        match partitions {
+            Some(n) if n > 0 && !exists(&dlq) => wanted.push((dlq, n)),
+            Some(_) => {}
+            None => {
+                tracing::info!(%source, "source topic not found; its dead-letter topic is not created now")
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let topics: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(|(name, n)| NewTopic::new(name, *n, TopicReplication::Fixed(config.replication_factor)))
+        .collect();
+    match admin.create_topics(&topics, &AdminOptions::new()).await {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(name) => tracing::info!(topic = %name, "dead-letter topic created"),
+                    Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        tracing::debug!(topic = %name, "dead-letter topic exists")
+                    }
+                    Err((name, error)) => {
+                        tracing::warn!(topic = %name, %error, "cannot create dead-letter topic")
+                    }
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot create dead-letter topics"),
+    }
+}
+
 /// The original headers followed by the dead-letter headers.
 pub fn dead_letter_headers(record: &RawRecord, letter: &Letter<'_>) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 10);

@@ -56,6 +56,7 @@ impl Host {
             Arc::new(Router::new(catalog.plugins.iter().map(|p| (p.clone(), p.subscriptions.clone()))));
         let topics = router.topics();
 
+        crate::dlq::ensure_topics(&config.kafka, &config.dlq, &topics).await;
         let tracker = Arc::new(OffsetTracker::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let context = GroupContext::new(

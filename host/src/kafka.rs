@@ -43,6 +43,16 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
+/// Admin client settings: the connection properties only.
+pub fn admin_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", &kafka.brokers);
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ pub mod lanes;
 pub mod metrics;
 pub mod offsets;
 pub mod plugin;
+pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod runtime;

@@ -44,6 +44,11 @@ enum Command {
         /// The component file.
         plugin: PathBuf,
     },
+    /// Inspect or replay a dead-letter topic.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Call a plugin with one event (structured-mode JSON file), without Kafka.
     Invoke {
         /// The component file.
@@ -57,6 +62,70 @@ enum Command {
         /// `key=value` pairs the plugin reads with config-get.
         #[arg(long = "set", value_parser = parse_key_value)]
         settings: Vec<(String, String)>,
+    },
+}
+
+/// Where the `dlq` commands find the cluster.
+#[derive(clap::Args)]
+struct Cluster {
+    /// Bootstrap servers.
+    #[arg(long, env = "WEFT_KAFKA_BROKERS", conflicts_with = "config")]
+    brokers: Option<String>,
+    /// Read the `[kafka]` section of this configuration file instead (SASL/SSL settings included).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+impl Cluster {
+    fn kafka(&self) -> anyhow::Result<weft::config::KafkaConfig> {
+        match (&self.brokers, &self.config) {
+            (Some(brokers), _) => Ok(Config::with_brokers(brokers).kafka),
+            (None, Some(path)) => Ok(Config::load(path)?.kafka),
+            (None, None) => anyhow::bail!("give --brokers, --config, or set WEFT_KAFKA_BROKERS"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List the records of a dead-letter topic with reason, plugin, attempts, origin and error.
+    Inspect {
+        /// The dead-letter topic.
+        topic: String,
+        #[command(flatten)]
+        cluster: Cluster,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead-lettered records back on their original topic (or `--to`), without the
+    /// dead-letter headers; each goes only to the plugin that failed it.
+    Replay {
+        /// The dead-letter topic.
+        topic: String,
+        #[command(flatten)]
+        cluster: Cluster,
+        /// Write to this topic instead of each record's original topic.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only records this plugin failed.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only records with this reason (`permanent_error`, `retries_exhausted`, `trap`, …).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only dead-letter offsets at or above this.
+        #[arg(long)]
+        from_offset: Option<i64>,
+        /// Only dead-letter offsets at or below this.
+        #[arg(long)]
+        to_offset: Option<i64>,
+        /// Refuse records already replayed this many times (loop guard).
+        #[arg(long, default_value_t = 3)]
+        max_replays: u32,
+        /// Show what would be replayed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -89,6 +158,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let options = weft::dev::DevOptions { brokers, plugins_dir: plugins, rate };
             weft::dev::run(options, shutdown_signal()).await?;
         }
+        Command::Dlq { command } => return dlq(command).await,
         Command::Check { plugin } => {
             let loaded = weft::invoke::check(&plugin, &PluginConfig::default()).await?;
             let report = serde_json::json!({
@@ -125,6 +195,63 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::from(2)
                 }
             });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const DLQ_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    use weft::replay;
+    match command {
+        DlqCommand::Inspect { topic, cluster, json } => {
+            let letters = replay::read(&cluster.kafka()?, &topic, DLQ_IDLE).await?;
+            if json {
+                for letter in &letters {
+                    println!("{}", serde_json::to_string(letter)?);
+                }
+            } else {
+                print!("{}", replay::table(&letters));
+                println!("{} dead-lettered record(s) in {topic}", letters.len());
+            }
+        }
+        DlqCommand::Replay {
+            topic,
+            cluster,
+            to,
+            plugin,
+            reason,
+            from_offset,
+            to_offset,
+            max_replays,
+            dry_run,
+        } => {
+            let kafka = cluster.kafka()?;
+            let letters = replay::read(&kafka, &topic, DLQ_IDLE).await?;
+            let filter = replay::Filter { plugin, reason, from_offset, to_offset };
+            let plan = replay::plan(&letters, &filter, to.as_deref(), max_replays);
+            for letter in &plan.refused {
+                eprintln!(
+                    "refused {}/{}: replayed {} times already (--max-replays {max_replays})",
+                    letter.partition, letter.offset, letter.replays
+                );
+            }
+            let verb = if dry_run { "would replay" } else { "replaying" };
+            for (letter, destination) in &plan.replay {
+                println!(
+                    "{verb} {}/{} ({}) to {destination}",
+                    letter.partition, letter.offset, letter.reason
+                );
+            }
+            let done = if dry_run { 0 } else { replay::execute(&kafka, &plan).await? };
+            println!(
+                "{} replayed, {} planned, {} twin(s) skipped, {} refused by the loop guard",
+                done,
+                plan.replay.len(),
+                plan.twins,
+                plan.refused.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -52,16 +52,10 @@ impl Guest for Audit {
     }
 
     fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
-        let action = event
-            .type_
-            .strip_prefix(TYPE_PREFIX)
-            .unwrap_or(&event.type_);
+        let action = event.type_.strip_prefix(TYPE_PREFIX).unwrap_or(&event.type_);
         let data = event.data.as_deref().unwrap_or_default();
         let task: TaskData = serde_json::from_slice(data).map_err(|e| {
-            HandleError::Permanent(format!(
-                "event {} has no task_id/user_id in its data: {e}",
-                event.id
-            ))
+            HandleError::Permanent(format!("event {} has no task_id/user_id in its data: {e}", event.id))
         })?;
         let record = AuditRecord {
             action,
@@ -92,10 +86,7 @@ impl Guest for Audit {
                 delay_ms: None,
             })
         })?;
-        host::log(
-            LogLevel::Debug,
-            &format!("audited {action} of task {}", task.task_id),
-        );
+        host::log(LogLevel::Debug, &format!("audited {action} of task {}", task.task_id));
         Ok(())
     }
 }

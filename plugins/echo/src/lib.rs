@@ -6,7 +6,8 @@
 //! the input (`echoversion`, from the `version` config key) and where the input came from
 //! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery.
 //!
-//! Failure injection, driven by extensions on the input event:
+//! Failure injection: the config key `fail-all=permanent` rejects every event; otherwise it is
+//! driven by extensions on the input event:
 //! - `failmode=permanent`: returns a permanent error.
 //! - `failmode=retryable`: returns a retryable error while `attempt < failuntil` (never succeeds
 //!   without `failuntil`), with `faildelayms` as the delay hint if present.
@@ -36,8 +37,7 @@ impl Guest for Echo {
 
     fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
         inject_failure(&event, &delivery)?;
-        let topic =
-            host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
+        let topic = host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
         let version = host::config_get("version").unwrap_or_else(|| "v1".into());
         let mut extensions = vec![
             ("echoversion".to_string(), version),
@@ -45,13 +45,7 @@ impl Guest for Echo {
             ("inoffset".to_string(), delivery.offset.to_string()),
             ("attempt".to_string(), delivery.attempt.to_string()),
         ];
-        extensions.extend(
-            event
-                .extensions
-                .iter()
-                .filter(|(n, _)| n == "traceparent")
-                .cloned(),
-        );
+        extensions.extend(event.extensions.iter().filter(|(n, _)| n == "traceparent").cloned());
         let output = Cloudevent {
             id: event.id.clone(),
             source: "weft-test/echo".into(),
@@ -65,10 +59,7 @@ impl Guest for Echo {
             data: event.data,
         };
         host::emit(&topic, &output, delivery.key.as_deref()).map_err(|e| {
-            HandleError::Retryable(RetryableError {
-                reason: format!("emit failed: {e:?}"),
-                delay_ms: None,
-            })
+            HandleError::Retryable(RetryableError { reason: format!("emit failed: {e:?}"), delay_ms: None })
         })
     }
 }
@@ -78,6 +69,9 @@ fn extension<'a>(event: &'a Cloudevent, name: &str) -> Option<&'a str> {
 }
 
 fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleError> {
+    if host::config_get("fail-all").as_deref() == Some("permanent") {
+        return Err(HandleError::Permanent(format!("this build rejects every event ({})", event.id)));
+    }
     match extension(event, "failmode") {
         Some("permanent") => Err(HandleError::Permanent(format!("event {} is marked permanent", event.id))),
         Some("retryable") => {

@@ -75,6 +75,9 @@ pub fn config(dir: &Path) -> Config {
     let mut config = Config::with_brokers(brokers());
     config.kafka.group_id = unique("weft-test");
     config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
+    // One record per batch on the output topics too: see `TestProducer` for the tansu behaviour
+    // this avoids.
+    config.kafka.producer.insert("batch.num.messages".into(), "1".into());
     config.plugins.dir = dir.to_path_buf();
     config
 }
@@ -210,6 +213,8 @@ impl Default for TestProducer {
 pub struct Output {
     /// Partition it was written to.
     pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
     /// Its key.
     pub key: Option<String>,
     /// Its headers.
@@ -250,11 +255,16 @@ pub async fn read_until(
     let mut out = Vec::new();
     while !done(&out) {
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Err(_) => break,
+        if left.is_zero() {
+            break;
+        }
+        // Wake up now and then so `done` can also decide on time (an idle topic).
+        match tokio::time::timeout(left.min(Duration::from_millis(200)), consumer.recv()).await {
+            Err(_) => continue,
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
             Ok(Ok(m)) => out.push(Output {
                 partition: m.partition(),
+                offset: m.offset(),
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 headers: m
                     .headers()
@@ -274,6 +284,20 @@ pub async fn read_until(
         }
     }
     out
+}
+
+/// Reads everything `topic` holds now: from the beginning until no record arrives for `idle`.
+pub async fn read_all(topic: &str, idle: Duration) -> Vec<Output> {
+    let mut last_len = 0;
+    let mut last_change = Instant::now();
+    read_until(topic, Duration::from_secs(600), |outputs| {
+        if outputs.len() != last_len {
+            last_len = outputs.len();
+            last_change = Instant::now();
+        }
+        last_change.elapsed() >= idle
+    })
+    .await
 }
 
 /// For each partition of `topic`: (committed offset of `group`, end offset).
@@ -298,6 +322,22 @@ pub fn committed_and_end(group: &str, topic: &str, partitions: i32) -> Vec<(i64,
             (c, high)
         })
         .collect()
+}
+
+/// A `read_until` condition: true once outputs carry `count` distinct `ce_id`s. Incremental, so
+/// reading tens of thousands of records stays linear.
+pub fn distinct_ids(count: usize) -> impl FnMut(&[Output]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut checked = 0;
+    move |outputs| {
+        for output in &outputs[checked..] {
+            if let Some(id) = output.header("ce_id") {
+                seen.insert(id.to_string());
+            }
+        }
+        checked = outputs.len();
+        seen.len() >= count
+    }
 }
 
 /// Polls `check` every 50 ms until it is true or `timeout` passes; returns whether it became true.

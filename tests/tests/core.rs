@@ -118,9 +118,7 @@ async fn restart_after_graceful_stop_skips_nothing() {
 
     let second = Host::start(config).await.expect("second host");
     // Events the first run handled but had not committed are handled again: read until every id is seen.
-    let unique_ids =
-        |outputs: &[Output]| outputs.iter().filter_map(|o| o.header("ce_id")).collect::<HashSet<_>>().len();
-    let outputs = read_until(&output, Duration::from_secs(120), |outputs| unique_ids(outputs) >= 3_000).await;
+    let outputs = read_until(&output, Duration::from_secs(120), distinct_ids(3_000)).await;
     let ids: HashSet<String> = outputs.iter().filter_map(|o| o.header("ce_id").map(str::to_string)).collect();
     let missing: Vec<u64> = (0..3_000).filter(|n| !ids.contains(&format!("ev-{n}"))).take(10).collect();
     assert!(missing.is_empty(), "skipped across the restart: ev-{missing:?}");

@@ -302,8 +302,13 @@ pub async fn read_all(topic: &str, idle: Duration) -> Vec<Output> {
 
 /// For each partition of `topic`: (committed offset of `group`, end offset).
 pub fn committed_and_end(group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    committed_and_end_at(&brokers(), group, topic, partitions)
+}
+
+/// [`committed_and_end`] on the cluster at `bootstrap`.
+pub fn committed_and_end_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .create()
         .expect("consumer");

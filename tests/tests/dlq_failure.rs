@@ -1,0 +1,82 @@
+//! Fault injection with librdkafka's mock cluster: while the dead-letter topic refuses writes, the
+//! poison event's offset is not committed; once the topic accepts them again, the dead letter is
+//! written and the commit moves to the end. Nothing is lost.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
+use weft::Host;
+use weft_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_waits_for_an_acknowledged_dead_letter_write() {
+    init_logging();
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    for topic in ["orders", "orders.out", "orders.dlq"] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    mock.topic_error("orders.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).unwrap();
+
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = weft::Config::with_brokers(&bootstrap);
+    config.kafka.group_id = "dlq-failure".into();
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
+    config.plugins.dir = dir;
+    config.dlq.create_topics = false;
+    plugin_config(&mut config, "echo", &[("topic", "orders"), ("output-topic", "orders.out")]);
+
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let event = |id: &str, extra: &[(&str, &[u8])]| {
+        let mut headers = vec![
+            ("ce_specversion".to_string(), b"1.0".to_vec()),
+            ("ce_id".to_string(), id.as_bytes().to_vec()),
+            ("ce_source".to_string(), b"/orders".to_vec()),
+            ("ce_type".to_string(), b"order.created".to_vec()),
+        ];
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_vec())));
+        headers
+    };
+    for (id, extra) in
+        [("o-0", vec![]), ("o-1", vec![("ce_failmode", b"permanent".as_slice())]), ("o-2", vec![])]
+    {
+        let headers = event(id, &extra).iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(rdkafka::message::Header { key: k, value: Some(v.as_slice()) })
+        });
+        producer
+            .send(FutureRecord::to("orders").key(id).payload("{}").headers(headers), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let host = Host::start(config).await.unwrap();
+    let metrics = host.metrics().clone();
+    assert!(
+        eventually(Duration::from_secs(30), || metrics.dlq_write_failures.get() >= 2).await,
+        "the dead-letter write was never refused"
+    );
+    // Give the auto-commit (every second) time to run: it must not move past o-1 (offset 1).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let stuck = committed_and_end_at(&bootstrap, "dlq-failure", "orders", 1)[0].0;
+    assert!(stuck <= 1, "committed {stuck} while o-1's dead letter was unwritten");
+    assert_eq!(metrics.dead_lettered.with_label_values(&["orders", "permanent_error"]).get(), 0);
+
+    mock.topic_error("orders.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || metrics
+            .dead_lettered
+            .with_label_values(&["orders", "permanent_error"])
+            .get()
+            == 1)
+        .await,
+        "the dead letter was not written once the topic accepted writes"
+    );
+    assert!(eventually(Duration::from_secs(10), || metrics.in_flight.get() == 0).await);
+    host.shutdown().await.unwrap();
+    assert_eq!(committed_and_end_at(&bootstrap, "dlq-failure", "orders", 1)[0], (3, 3));
+    assert_eq!(metrics.handled.with_label_values(&["orders", "echo"]).get(), 2);
+}

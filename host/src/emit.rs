@@ -39,6 +39,8 @@ pub enum Emitter {
     Kafka(FutureProducer),
     /// Keep them in memory.
     Capture(Mutex<Vec<Emitted>>),
+    /// Validate and drop them (benchmarks).
+    Discard,
 }
 
 impl Emitter {
@@ -66,6 +68,7 @@ impl Emitter {
                 }
                 producer.send_result(record).map(Some).map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
             }
+            Emitter::Discard => Ok(None),
             Emitter::Capture(events) => {
                 let emitted = Emitted { topic: topic.to_string(), key: key.map(<[u8]>::to_vec), event };
                 events.lock().expect("capture lock poisoned").push(emitted);
@@ -77,7 +80,7 @@ impl Emitter {
     /// The events captured so far (empty for Kafka).
     pub fn captured(&self) -> Vec<Emitted> {
         match self {
-            Emitter::Kafka(_) => Vec::new(),
+            Emitter::Kafka(_) | Emitter::Discard => Vec::new(),
             Emitter::Capture(events) => events.lock().expect("capture lock poisoned").clone(),
         }
     }

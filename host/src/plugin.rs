@@ -24,6 +24,8 @@ use crate::retry::RetryPolicy;
 use crate::route::SubscriptionSpec;
 use crate::runtime::{DeadlineExceeded, HostState, PluginEnv, Runtime};
 
+pub use crate::bindings::delivery;
+
 /// The world every plugin must implement.
 pub const WORLD: &str = "weft:handler/handler@0.1.0";
 

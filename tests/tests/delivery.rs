@@ -214,3 +214,35 @@ async fn invalid_records_land_in_the_dlq_byte_for_byte() {
     assert_eq!(ids(&read(&s.output, 1, Duration::from_secs(30)).await), ["valid"]);
     finish(s, 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_runaway_allocation_and_panics_end_in_the_dlq_with_their_reason() {
+    init_logging();
+    let (topic, output) = (unique("limits-in"), unique("limits-out"));
+    let dlq = format!("{topic}.dlq");
+    create_topic(&topic, 1).await;
+    create_topic(&output, 1).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    config.retry = fast_retries(2, 10);
+    config.plugins.timeout_ms = 300;
+    config.plugins.memory_limit_mib = 16;
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let host = Host::start(config).await.expect("host starts");
+    let producer = TestProducer::new();
+    for (id, mode) in [("spin", "loop"), ("hog", "alloc"), ("boom", "trap")] {
+        producer.event_with(&topic, Some(0), id, id, Mode::Binary, &[("failmode", mode)]).await;
+    }
+    producer.event(&topic, Some(0), "fine", "fine", Mode::Binary).await;
+
+    let dead = read(&dlq, 3, Duration::from_secs(60)).await;
+    let reasons: std::collections::HashMap<&str, &str> =
+        dead.iter().map(|d| (d.header("ce_id").unwrap(), d.header("weft.dlq.reason").unwrap())).collect();
+    assert_eq!(reasons.get("spin"), Some(&"timeout"), "{reasons:?}");
+    assert_eq!(reasons.get("hog"), Some(&"memory_limit"), "{reasons:?}");
+    assert_eq!(reasons.get("boom"), Some(&"trap"), "{reasons:?}");
+    assert!(dead.iter().all(|d| d.header("weft.dlq.attempts") == Some("2")));
+    assert_eq!(ids(&read(&output, 1, Duration::from_secs(30)).await), ["fine"], "the host kept serving");
+    assert!(eventually(Duration::from_secs(10), || host.metrics().in_flight.get() == 0).await);
+    host.shutdown().await.unwrap();
+}

@@ -44,6 +44,27 @@ pub struct Config {
     /// Dead-letter topics.
     #[serde(default)]
     pub dlq: DlqConfig,
+    /// The `/metrics`, `/healthz`, `/readyz` and `/plugins` listener.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the metrics and health listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve the endpoints at all.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Address to listen on. Localhost by default: expose it deliberately (`0.0.0.0:9464`).
+    #[serde(default = "defaults::http_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: defaults::http_listen() }
+    }
 }
 
 /// `[dlq]`: where events that cannot be handled go.
@@ -188,6 +209,9 @@ mod defaults {
     pub fn max_parked() -> usize {
         1_000
     }
+    pub fn http_listen() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+    }
     pub fn yes() -> bool {
         true
     }
@@ -236,6 +260,7 @@ impl Config {
             pipeline: PipelineConfig::default(),
             retry: RetrySettings::default(),
             dlq: DlqConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 

@@ -31,12 +31,21 @@ pub struct GroupContext {
     tracker: Arc<OffsetTracker>,
     stopping: Arc<AtomicBool>,
     drain_timeout: Duration,
+    metrics: Metrics,
+    /// Set at the first assignment (even an empty one): the consumer has joined its group.
+    joined: Arc<AtomicBool>,
 }
 
 impl GroupContext {
-    /// A context over the host's offset tracker.
-    pub fn new(tracker: Arc<OffsetTracker>, stopping: Arc<AtomicBool>, drain_timeout: Duration) -> Self {
-        Self { tracker, stopping, drain_timeout }
+    /// A context over the host's offset tracker; `joined` is set once the group assigned partitions.
+    pub fn new(
+        tracker: Arc<OffsetTracker>,
+        stopping: Arc<AtomicBool>,
+        drain_timeout: Duration,
+        metrics: Metrics,
+        joined: Arc<AtomicBool>,
+    ) -> Self {
+        Self { tracker, stopping, drain_timeout, metrics, joined }
     }
 
     fn drain(&self, partitions: &TopicPartitionList) {
@@ -70,12 +79,17 @@ impl ConsumerContext for GroupContext {
         for p in partitions.elements() {
             self.tracker.forget(p.topic(), p.partition());
         }
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        self.metrics.partitions_assigned.sub(partitions.count() as i64);
         tracing::info!(partitions = %describe(partitions), "partitions revoked");
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.metrics.partitions_assigned.add(partitions.count() as i64);
+                self.joined.store(true, Ordering::SeqCst);
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),

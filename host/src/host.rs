@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::consumer::{self, GroupContext, Shared, WeftConsumer};
 use crate::dlq::DeadLetters;
 use crate::emit::Emitter;
+use crate::http;
 use crate::kafka;
 use crate::lanes::Lanes;
 use crate::metrics::Metrics;
@@ -33,6 +34,7 @@ pub struct Host {
     topics: Vec<String>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 impl Host {
@@ -59,10 +61,13 @@ impl Host {
         crate::dlq::ensure_topics(&config.kafka, &config.dlq, &topics).await;
         let tracker = Arc::new(OffsetTracker::new());
         let stopping = Arc::new(AtomicBool::new(false));
+        let joined = Arc::new(AtomicBool::new(false));
         let context = GroupContext::new(
             tracker.clone(),
             stopping.clone(),
             Duration::from_millis(config.pipeline.drain_timeout_ms),
+            metrics.clone(),
+            joined.clone(),
         );
         let consumer: WeftConsumer = kafka::consumer_config(&config.kafka)
             .create_with_context(context)
@@ -101,8 +106,38 @@ impl Host {
             &mut tasks,
         );
         let (stop, stop_rx) = watch::channel(false);
+        let http_addr = if config.http.enabled {
+            let status = Arc::new(http::Status {
+                metrics: shared.metrics.clone(),
+                plugins: catalog.plugins.clone(),
+                refused: catalog.refused.clone(),
+                joined,
+                subscribed: !topics.is_empty(),
+            });
+            let (addr, task) = http::serve(config.http.listen, status, stop_rx.clone()).await?;
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+            Some(addr)
+        } else {
+            None
+        };
         tasks.spawn(consumer::fetch_loop(shared.clone(), router, lanes, stop_rx));
-        Ok(Self { shared, producer, plugins: catalog.plugins, refused: catalog.refused, topics, stop, tasks })
+        Ok(Self {
+            shared,
+            producer,
+            plugins: catalog.plugins,
+            refused: catalog.refused,
+            topics,
+            stop,
+            tasks,
+            http_addr,
+        })
+    }
+
+    /// Where the HTTP listener is bound, if enabled.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
     }
 
     /// The host's metrics.

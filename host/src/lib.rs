@@ -17,7 +17,8 @@
 //! - [`retry`], [`dlq`]: the retry policy and the dead-letter writer; [`replay`]: `weft dlq
 //!   inspect|replay`.
 //! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
-//! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
+//! - [`metrics`], [`http`], [`telemetry`]: Prometheus metrics, the `/metrics` `/healthz` `/readyz`
+//!   `/plugins` listener, and logging.
 
 mod bindings;
 pub mod catalog;
@@ -29,6 +30,7 @@ pub mod dlq;
 pub mod emit;
 pub mod event;
 pub mod host;
+pub mod http;
 pub mod invoke;
 pub mod kafka;
 pub mod lanes;

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub dlq_write_failures: prometheus::IntCounter,
     /// Events held back behind a key that waits for a retry (including the waiting ones).
     pub parked: IntGauge,
+    /// Partitions currently assigned to this member.
+    pub partitions_assigned: IntGauge,
+    /// Rebalance callbacks, by kind (`assign`, `revoke`).
+    pub rebalances: IntCounterVec,
     /// Events plugins emitted and the broker acknowledged, by plugin.
     pub emitted: IntCounterVec,
     /// Duration of one handler call including its emits' acknowledgements, by plugin.
@@ -88,6 +92,11 @@ impl Metrics {
             IntGauge::new("weft_events_parked", "Events held back behind a key waiting for a retry.")
                 .expect("valid metric");
         registry.register(Box::new(parked.clone())).expect("metric registered once");
+        let rebalances = counter("weft_rebalances_total", "Rebalance callbacks, by kind.", &["kind"]);
+        let partitions_assigned =
+            IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member.")
+                .expect("valid metric");
+        registry.register(Box::new(partitions_assigned.clone())).expect("metric registered once");
         let plugins_refused =
             counter("weft_plugin_refusals_total", "Plugin files refused at load.", &["reason"]);
         let handler_duration = HistogramVec::new(
@@ -115,6 +124,8 @@ impl Metrics {
             failed,
             emitted,
             retried,
+            partitions_assigned,
+            rebalances,
             dead_lettered,
             dlq_write_failures,
             parked,

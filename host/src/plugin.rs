@@ -202,6 +202,11 @@ impl Plugin {
         Ok(plugin)
     }
 
+    /// The sandbox limits in effect.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// The first 12 hex digits of the digest, for logs.
     pub fn short_digest(&self) -> &str {
         &self.digest[..12]

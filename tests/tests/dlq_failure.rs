@@ -27,6 +27,7 @@ async fn offset_waits_for_an_acknowledged_dead_letter_write() {
     config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
     config.plugins.dir = dir;
     config.dlq.create_topics = false;
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
     plugin_config(&mut config, "echo", &[("topic", "orders"), ("output-topic", "orders.out")]);
 
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();

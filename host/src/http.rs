@@ -1,0 +1,108 @@
+//! The small HTTP listener: `/metrics` (Prometheus text), `/healthz` (the process is alive),
+//! `/readyz` (plugins loaded and the consumer joined its group, or idle by design: no plugin
+//! subscribes to anything), `/plugins` (JSON: what is loaded, with digests, subscriptions and
+//! limits, and what was refused). Bound to localhost by default.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::catalog::Refusal;
+use crate::metrics::Metrics;
+use crate::plugin::Plugin;
+
+/// What the endpoints read.
+pub struct Status {
+    /// The host's metrics.
+    pub metrics: Metrics,
+    /// Loaded plugins.
+    pub plugins: Vec<Arc<Plugin>>,
+    /// Refused plugin files.
+    pub refused: Vec<Refusal>,
+    /// Whether the consumer has joined its group.
+    pub joined: Arc<AtomicBool>,
+    /// Whether the consumer subscribed to anything.
+    pub subscribed: bool,
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves until `stop` turns true. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    status: Arc<Status>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/plugins", get(plugins))
+        .with_state(status);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(%error, "http listener failed");
+        }
+    });
+    tracing::info!(address = %bound, "http listener: /metrics /healthz /readyz /plugins");
+    Ok((bound, task))
+}
+
+async fn metrics(State(status): State<Arc<Status>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], status.metrics.render()).into_response()
+}
+
+async fn ready(State(status): State<Arc<Status>>) -> Response {
+    if !status.subscribed {
+        return (StatusCode::OK, "ready: no plugin subscribes to a topic (idle)\n").into_response();
+    }
+    if status.joined.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the consumer has not joined its group yet\n")
+            .into_response()
+    }
+}
+
+async fn plugins(State(status): State<Arc<Status>>) -> Response {
+    let loaded: Vec<_> = status
+        .plugins
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.description.name,
+                "version": p.description.version,
+                "description": p.description.description,
+                "digest": p.digest,
+                "file": p.path,
+                "subscriptions": p.subscriptions,
+                "limits": { "timeout_ms": p.limits().timeout.as_millis() as u64, "memory_bytes": p.limits().memory_bytes },
+                "retry": {
+                    "max_attempts": p.retry.max_attempts,
+                    "initial_backoff_ms": p.retry.initial_backoff.as_millis() as u64,
+                    "multiplier": p.retry.multiplier,
+                    "max_backoff_ms": p.retry.max_backoff.as_millis() as u64,
+                    "jitter": p.retry.jitter,
+                },
+            })
+        })
+        .collect();
+    let refused: Vec<_> =
+        status.refused.iter().map(|r| json!({ "file": r.path, "reason": r.reason })).collect();
+    axum::Json(json!({ "plugins": loaded, "refused": refused })).into_response()
+}

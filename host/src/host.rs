@@ -54,6 +54,12 @@ impl Host {
         for _ in &catalog.refused {
             metrics.plugins_refused.with_label_values(&["invalid_plugin"]).inc();
         }
+        metrics.initialise(
+            catalog
+                .plugins
+                .iter()
+                .flat_map(|p| p.subscriptions.iter().map(|s| (s.topic.as_str(), p.id.as_str()))),
+        );
         let router =
             Arc::new(Router::new(catalog.plugins.iter().map(|p| (p.clone(), p.subscriptions.clone()))));
         let topics = router.topics();

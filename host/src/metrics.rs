@@ -136,6 +136,41 @@ impl Metrics {
         }
     }
 
+    /// Creates the zero-valued series of every (topic, plugin) pair and every bounded reason, so
+    /// dashboards and alerts see a series (and `rate()` works) before the first event.
+    pub fn initialise<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        const FAILURES: [&str; 6] =
+            ["retryable_error", "permanent_error", "trap", "timeout", "memory_limit", "emit_failed"];
+        const DLQ: [&str; 7] = [
+            "invalid_cloudevent",
+            "no_route",
+            "retries_exhausted",
+            "permanent_error",
+            "trap",
+            "timeout",
+            "memory_limit",
+        ];
+        for (topic, plugin) in pairs {
+            self.received.with_label_values(&[topic]);
+            self.invalid.with_label_values(&[topic]);
+            self.unrouted.with_label_values(&[topic]);
+            self.handled.with_label_values(&[topic, plugin]);
+            self.retried.with_label_values(&[topic, plugin]);
+            self.emitted.with_label_values(&[plugin]);
+            self.handler_duration.with_label_values(&[plugin]);
+            for reason in FAILURES {
+                self.failed.with_label_values(&[topic, plugin, reason]);
+            }
+            for reason in DLQ {
+                self.dead_lettered.with_label_values(&[topic, reason]);
+            }
+        }
+        for kind in ["assign", "revoke"] {
+            self.rebalances.with_label_values(&[kind]);
+        }
+        self.plugins_refused.with_label_values(&["invalid_plugin"]);
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -1,0 +1,178 @@
+//! The deployment files cannot drift from the host: every metric the Grafana dashboard and the
+//! alert rules query is one Weft exports (checked against a real scrape), and docker-compose.yml
+//! parses, mounts files that exist, and wires ports and addresses consistently with Weft's config.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use weft::Host;
+use weft_tests::*;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Every `weft_*` identifier in `expr`.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(found) = expr[i..].find("weft_") {
+        let start = i + found;
+        let preceded = start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let end = start
+            + expr[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(expr.len() - start);
+        if !preceded {
+            names.push(expr[start..end].to_string());
+        }
+        i = end;
+    }
+    names
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("dashboards/weft.json")).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    exprs
+}
+
+fn alert_exprs() -> Vec<String> {
+    let rules: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo("dashboards/alerts.yml")).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            assert!(rule["alert"].as_str().is_some(), "every rule is an alert");
+            exprs.push(rule["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    exprs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alerts_query_only_exported_metrics() {
+    let topic = unique("deploy-in");
+    create_topic(&topic, 1).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    plugin_config(&mut config, "echo", &[("topic", &topic)]);
+    let host = Host::start(config).await.unwrap();
+    let (_, body) = http_get(host.http_addr().unwrap(), "/metrics").await;
+    host.shutdown().await.unwrap();
+    let exported: BTreeSet<String> = parse_metrics(&body).into_iter().map(|(name, _, _)| name).collect();
+
+    let dashboard = dashboard_exprs();
+    let alerts = alert_exprs();
+    assert!(dashboard.len() >= 12 && alerts.len() >= 6);
+    let mut queried = BTreeSet::new();
+    for expr in dashboard.iter().chain(&alerts) {
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(&name),
+                "`{expr}` queries {name}, which Weft does not export; it exports {exported:?}"
+            );
+            queried.insert(name);
+        }
+    }
+    for family in [
+        "weft_events_received_total",
+        "weft_events_dead_lettered_total",
+        "weft_handler_duration_seconds_bucket",
+    ] {
+        assert!(queried.contains(family), "the dashboard should chart {family}");
+    }
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    assert_eq!(
+        metric_names(
+            "histogram_quantile(0.99, sum by (le) (rate(weft_handler_duration_seconds_bucket[5m]))) / x_weft_no"
+        ),
+        ["weft_handler_duration_seconds_bucket"]
+    );
+}
+
+#[test]
+fn compose_file_is_consistent_with_weft() {
+    let compose: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo("docker-compose.yml")).unwrap()).unwrap();
+    let services = compose["services"].as_mapping().expect("services");
+    for name in ["kafka", "weft", "prometheus", "grafana", "kafka-ui"] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    assert!(compose["services"]["kafka"]["image"].as_str().unwrap().starts_with("apache/kafka"));
+    assert!(
+        compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+            .as_str()
+            .unwrap()
+            .contains("controller")
+    );
+
+    // Every bind mount names a file or directory in the repository.
+    for (name, service) in services {
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            assert!(repo(source).exists(), "{name:?} mounts {source}, which does not exist");
+        }
+    }
+
+    // Weft's own config: the broker is the compose Kafka, the listener is the published port.
+    let weft = &compose["services"]["weft"];
+    assert_eq!(weft["build"].as_str(), Some("."));
+    assert!(repo("Dockerfile").exists());
+    let config = weft::Config::parse(&std::fs::read_to_string(repo("deploy/weft.toml")).unwrap()).unwrap();
+    config.validate().unwrap();
+    let kafka_listeners =
+        compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap();
+    assert!(kafka_listeners.contains(&format!("//{}", config.kafka.brokers)), "{kafka_listeners}");
+    let port = config.http.listen.port();
+    assert_eq!(
+        port,
+        weft::config::HttpConfig::default().listen.port(),
+        "the default port is the documented one"
+    );
+    let published: Vec<&str> =
+        weft["ports"].as_sequence().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(published.contains(&format!("{port}:{port}").as_str()));
+    assert!(
+        !config.http.listen.ip().is_loopback(),
+        "inside a container the listener must not be loopback-only"
+    );
+
+    // The image ships the plugins directory the config names.
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    assert!(dockerfile.contains(config.plugins.dir.to_str().unwrap()));
+    assert!(dockerfile.contains("cargo build --release --locked -p weft"));
+
+    // Prometheus scrapes Weft at that port and loads the alert rules it mounts.
+    let prometheus: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo("dashboards/prometheus.yml")).unwrap()).unwrap();
+    let target = prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0].as_str().unwrap();
+    assert_eq!(target, format!("weft:{port}"));
+    let rule_file = prometheus["rule_files"][0].as_str().unwrap();
+    let mounts: Vec<&str> = compose["services"]["prometheus"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(mounts.iter().any(|m| m.starts_with("./dashboards/alerts.yml:") && m.contains(rule_file)));
+
+    // Grafana's datasource uid is the one the dashboard uses.
+    let datasource: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo("dashboards/grafana/datasource.yml")).unwrap())
+            .unwrap();
+    let uid = datasource["datasources"][0]["uid"].as_str().unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("dashboards/weft.json")).unwrap()).unwrap();
+    assert!(dashboard["panels"].as_array().unwrap().iter().all(|p| p["datasource"]["uid"] == uid));
+}

@@ -13,6 +13,7 @@ use crate::emit::{Emitted, Emitter};
 use crate::event::Record;
 use crate::plugin::{Failure, Limits, Plugin};
 use crate::runtime::Runtime;
+use crate::trace::TraceParent;
 
 /// Loads `path` the way the host would, with `settings`, emitting into a capture buffer.
 pub async fn check(path: &Path, settings: &PluginConfig) -> anyhow::Result<Plugin> {
@@ -52,6 +53,9 @@ pub async fn invoke(
         .context("the event file is not a valid CloudEvent")?;
     let record =
         Record { topic: topic.to_string(), partition: 0, offset: 0, key: None, timestamp_ms: None, headers };
-    let outcome = plugin.handle(&event.into(), &bindings::delivery(&record, 1)).await;
+    let trace =
+        event.extension("traceparent").and_then(TraceParent::parse).map(|parent| parent.child().to_string());
+    let outcome =
+        plugin.handle_traced(&event.into(), &bindings::delivery(&record, 1), trace.as_deref()).await;
     Ok(Invocation { outcome, emitted: emitter.captured() })
 }

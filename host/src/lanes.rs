@@ -30,6 +30,7 @@ use crate::event::Record;
 use crate::offsets::Ticket;
 use crate::plugin::Plugin;
 use crate::retry::Decision;
+use crate::trace::TraceParent;
 
 /// One routed event waiting for, or being handled by, its lane.
 pub struct Job {
@@ -224,8 +225,27 @@ impl Lane {
                 ce.r#type = %job.event.type_,
                 plugin = %plugin.id,
                 attempt,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
             );
-            let Err(failure) = self.call(job, &plugin, attempt).instrument(span.clone()).await else {
+            // The handler call continues the input's trace as a child span.
+            let trace = job
+                .event
+                .extensions
+                .iter()
+                .find(|(name, _)| name == "traceparent")
+                .and_then(|(_, value)| TraceParent::parse(value))
+                .map(|parent| {
+                    let child = parent.child();
+                    span.record("trace_id", child.trace_id.as_str());
+                    span.record("span_id", child.span_id.as_str());
+                    span.record("parent_span_id", parent.span_id.as_str());
+                    child.to_string()
+                });
+            let Err(failure) =
+                self.call(job, &plugin, attempt, trace.as_deref()).instrument(span.clone()).await
+            else {
                 continue;
             };
             let _entered = span.enter();
@@ -258,11 +278,17 @@ impl Lane {
         }
     }
 
-    async fn call(&self, job: &Job, plugin: &Plugin, attempt: u32) -> Result<(), crate::plugin::Failure> {
+    async fn call(
+        &self,
+        job: &Job,
+        plugin: &Plugin,
+        attempt: u32,
+        traceparent: Option<&str>,
+    ) -> Result<(), crate::plugin::Failure> {
         let delivery = bindings::delivery(&job.record, attempt);
         let topic = job.record.topic.as_str();
         let started = Instant::now();
-        let result = plugin.handle(&job.event, &delivery).await;
+        let result = plugin.handle_traced(&job.event, &delivery, traceparent).await;
         let metrics = &self.shared.metrics;
         metrics.handler_duration.with_label_values(&[&plugin.id]).observe(started.elapsed().as_secs_f64());
         match result {

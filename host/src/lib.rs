@@ -17,8 +17,8 @@
 //! - [`retry`], [`dlq`]: the retry policy and the dead-letter writer; [`replay`]: `weft dlq
 //!   inspect|replay`.
 //! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
-//! - [`metrics`], [`http`], [`telemetry`]: Prometheus metrics, the `/metrics` `/healthz` `/readyz`
-//!   `/plugins` listener, and logging.
+//! - [`metrics`], [`http`], [`telemetry`], [`trace`]: Prometheus metrics, the `/metrics` `/healthz`
+//!   `/readyz` `/plugins` listener, logging, and W3C trace-context continuation.
 
 mod bindings;
 pub mod catalog;
@@ -42,6 +42,7 @@ pub mod retry;
 pub mod route;
 pub mod runtime;
 pub mod telemetry;
+pub mod trace;
 
 pub use config::Config;
 pub use host::{Host, run};

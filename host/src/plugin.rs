@@ -264,12 +264,24 @@ impl Plugin {
     /// Calls `handle` for one event and waits until every event it emitted is acknowledged.
     /// Returns how many events it emitted.
     pub async fn handle(&self, event: &Cloudevent, delivery: &Delivery) -> Result<usize, Failure> {
+        self.handle_traced(event, delivery, None).await
+    }
+
+    /// [`Plugin::handle`] within a trace: events the plugin emits without a `traceparent` get
+    /// `traceparent` (the handler call's context).
+    pub async fn handle_traced(
+        &self,
+        event: &Cloudevent,
+        delivery: &Delivery,
+        traceparent: Option<&str>,
+    ) -> Result<usize, Failure> {
         let pooled = self.pool.lock().expect("pool lock poisoned").pop();
         let mut instance = match pooled {
             Some(instance) => instance,
             None => self.instantiate().await.map_err(Failure::from_call)?,
         };
         instance.arm(self.limits.timeout, Some(&event.id));
+        instance.store.data_mut().traceparent = traceparent.map(str::to_string);
         let result = instance.handler.call_handle(&mut instance.store, event, delivery).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
         let emitted = std::mem::take(&mut instance.store.data_mut().emitted);

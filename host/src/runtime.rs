@@ -100,6 +100,8 @@ pub struct HostState {
     pub(crate) timeout: Duration,
     /// The event being handled, for log lines written by the plugin.
     pub(crate) current_event: Option<String>,
+    /// The handler call's trace context, given to emitted events that carry none.
+    pub(crate) traceparent: Option<String>,
 }
 
 impl HostState {
@@ -117,6 +119,7 @@ impl HostState {
             deadline: Instant::now(),
             timeout: Duration::ZERO,
             current_event: None,
+            traceparent: None,
         }
     }
 }
@@ -148,7 +151,13 @@ impl bindings::host::Host for HostState {
         event: bindings::Cloudevent,
         key: Option<Vec<u8>>,
     ) -> Result<(), WitEmitError> {
-        match self.env.emitter.send(&topic, event.into(), key.as_deref()) {
+        let mut event: crate::event::CloudEvent = event.into();
+        if let Some(traceparent) = &self.traceparent
+            && event.extension("traceparent").is_none()
+        {
+            event.extensions.push(("traceparent".into(), traceparent.clone()));
+        }
+        match self.env.emitter.send(&topic, event, key.as_deref()) {
             Ok(delivery) => {
                 self.pending.extend(delivery);
                 self.emitted += 1;

@@ -111,3 +111,30 @@ async fn readyz_is_503_until_the_group_is_joined() {
     assert!(ready, "never ready after joining");
     host.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_is_continued_onto_emitted_events() {
+    init_logging();
+    let (topic, output) = (unique("trace-in"), unique("trace-out"));
+    create_topic(&topic, 1).await;
+    create_topic(&output, 1).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let host = Host::start(config).await.unwrap();
+    let producer = TestProducer::new();
+    let input = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    producer.event_with(&topic, Some(0), "k", "traced", Mode::Binary, &[("traceparent", input)]).await;
+    producer.event(&topic, Some(0), "k", "untraced", Mode::Structured).await;
+    let outputs = read(&output, 2, Duration::from_secs(60)).await;
+    host.shutdown().await.unwrap();
+
+    let traced = outputs.iter().find(|o| o.header("ce_id") == Some("traced")).unwrap();
+    let continued = traced.header("ce_traceparent").expect("emitted event carries a traceparent");
+    let parsed = weft::trace::TraceParent::parse(continued).expect("a valid traceparent");
+    assert_eq!(parsed.trace_id, "0af7651916cd43dd8448eb211c80319c", "same trace");
+    assert_eq!(parsed.flags, "01");
+    assert_ne!(parsed.span_id, "b7ad6b7169203331", "a child span, not the input's");
+    let untraced = outputs.iter().find(|o| o.header("ce_id") == Some("untraced")).unwrap();
+    assert_eq!(untraced.header("ce_traceparent"), None, "no trace is invented");
+}

@@ -76,7 +76,8 @@ impl Guest for Audit {
             dataschema: None,
             subject: Some(format!("/tasks/{}", task.task_id)),
             time: event.time.clone(),
-            extensions: trace_context(&event),
+            // The host adds the handler's `traceparent`, continuing the input's trace.
+            extensions: vec![],
             data: Some(serde_json::to_vec(&record).expect("audit record serializes")),
         };
         let topic = host::config_get("output-topic").unwrap_or_else(|| "audit-log".into());
@@ -89,16 +90,6 @@ impl Guest for Audit {
         host::log(LogLevel::Debug, &format!("audited {action} of task {}", task.task_id));
         Ok(())
     }
-}
-
-/// Carries the input's distributed-tracing context over to the audit event.
-fn trace_context(event: &Cloudevent) -> Vec<(String, String)> {
-    event
-        .extensions
-        .iter()
-        .filter(|(name, _)| name == "traceparent" || name == "tracestate")
-        .cloned()
-        .collect()
 }
 
 export!(Audit);

@@ -45,7 +45,6 @@ impl Guest for Echo {
             ("inoffset".to_string(), delivery.offset.to_string()),
             ("attempt".to_string(), delivery.attempt.to_string()),
         ];
-        extensions.extend(event.extensions.iter().filter(|(n, _)| n == "traceparent").cloned());
         let output = Cloudevent {
             id: event.id.clone(),
             source: "weft-test/echo".into(),

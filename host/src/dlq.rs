@@ -180,7 +180,8 @@ pub async fn ensure_topics(kafka: &crate::config::KafkaConfig, config: &DlqConfi
         .iter()
         .map(|(name, n)| NewTopic::new(name, *n, TopicReplication::Fixed(config.replication_factor)))
         .collect();
-    match admin.create_topics(&topics, &AdminOptions::new()).await {
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    match admin.create_topics(&topics, &options).await {
         Ok(results) => {
             for result in results {
                 match result {

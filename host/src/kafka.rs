@@ -14,6 +14,7 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("auto.commit.interval.ms", "1000")
         .set("fetch.wait.max.ms", "100")
+        .set("statistics.interval.ms", "5000")
         .set("client.id", "weft");
     for (key, value) in kafka.properties.iter().chain(&kafka.consumer) {
         config.set(key, value);

@@ -174,7 +174,7 @@ impl Lane {
             }
         }
         match self.attempt(&mut job).await {
-            Progress::Done => self.shared.finish(&job.ticket),
+            Progress::Done => self.done(&job),
             Progress::Retry(delay) => {
                 let key = ParkKey::of(&job.record);
                 self.park_front(key, VecDeque::new(), job, delay);
@@ -193,11 +193,23 @@ impl Lane {
                 return;
             }
             match self.attempt(&mut job).await {
-                Progress::Done => self.shared.finish(&job.ticket),
+                Progress::Done => self.done(&job),
                 Progress::Retry(delay) => return self.park_front(key, queue, job, delay),
                 Progress::Abandoned => return,
             }
         }
+    }
+
+    /// Finishes a job every plugin is done with, recording its end-to-end delay.
+    fn done(&self, job: &Job) {
+        if let Some(ts) = job.record.timestamp_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let delay = (now - ts).max(0) as f64 / 1e3;
+            self.shared.metrics.event_delay.with_label_values(&[&job.record.topic]).observe(delay);
+        }
+        self.shared.finish(&job.ticket);
     }
 
     fn park_front(&mut self, key: ParkKey, mut queue: VecDeque<Job>, job: Job, delay: Duration) {

@@ -11,6 +11,12 @@ const DURATION_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// End-to-end delays from 1 ms to 1 h.
+const DELAY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+];
+
 /// The metrics of one Weft host.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -34,6 +40,12 @@ pub struct Metrics {
     pub dlq_write_failures: prometheus::IntCounter,
     /// Events held back behind a key that waits for a retry (including the waiting ones).
     pub parked: IntGauge,
+    /// Messages between the consumer's position and the partition's end, from librdkafka statistics.
+    pub consumer_lag: IntGaugeVec,
+    /// Broker round-trip time p99 over the statistics window, by broker.
+    pub broker_rtt: prometheus::GaugeVec,
+    /// Time from the record's timestamp to the end of its handling, by topic.
+    pub event_delay: HistogramVec,
     /// Partitions currently assigned to this member.
     pub partitions_assigned: IntGauge,
     /// Rebalance callbacks, by kind (`assign`, `revoke`).
@@ -92,6 +104,31 @@ impl Metrics {
             IntGauge::new("weft_events_parked", "Events held back behind a key waiting for a retry.")
                 .expect("valid metric");
         registry.register(Box::new(parked.clone())).expect("metric registered once");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new("weft_consumer_lag", "Messages between the consumer position and the partition end."),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(consumer_lag.clone())).expect("metric registered once");
+        let broker_rtt = prometheus::GaugeVec::new(
+            Opts::new(
+                "weft_kafka_broker_rtt_seconds",
+                "Broker round-trip time, p99 over the statistics window.",
+            ),
+            &["broker"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(broker_rtt.clone())).expect("metric registered once");
+        let event_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "weft_event_delay_seconds",
+                "Time from the record's timestamp until every plugin finished with it.",
+            )
+            .buckets(DELAY_BUCKETS.to_vec()),
+            &["topic"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(event_delay.clone())).expect("metric registered once");
         let rebalances = counter("weft_rebalances_total", "Rebalance callbacks, by kind.", &["kind"]);
         let partitions_assigned =
             IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member.")
@@ -126,6 +163,9 @@ impl Metrics {
             retried,
             partitions_assigned,
             rebalances,
+            consumer_lag,
+            broker_rtt,
+            event_delay,
             dead_lettered,
             dlq_write_failures,
             parked,
@@ -158,6 +198,7 @@ impl Metrics {
             self.retried.with_label_values(&[topic, plugin]);
             self.emitted.with_label_values(&[plugin]);
             self.handler_duration.with_label_values(&[plugin]);
+            self.event_delay.with_label_values(&[topic]);
             for reason in FAILURES {
                 self.failed.with_label_values(&[topic, plugin, reason]);
             }

@@ -35,14 +35,29 @@ pub struct DevOptions {
     pub rate: u32,
 }
 
+/// What a `weft dev` session did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevSummary {
+    /// Sample events produced.
+    pub produced: u64,
+    /// Events the audit plugin handled.
+    pub handled: u64,
+    /// Audit records it emitted.
+    pub emitted: u64,
+}
+
 /// Runs the development loop until `shutdown` resolves.
-pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    options: DevOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<DevSummary> {
     let (mock, brokers) = match &options.brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
             let mock = MockCluster::new(1).context("starting the mock Kafka cluster")?;
             mock.create_topic(TASK_TOPIC, 3, 1).context("creating task-events")?;
             mock.create_topic(AUDIT_TOPIC, 1, 1).context("creating audit-log")?;
+            mock.create_topic(&format!("{TASK_TOPIC}.dlq"), 3, 1).context("creating task-events.dlq")?;
             let brokers = mock.bootstrap_servers();
             tracing::warn!(%brokers, "using an in-process MOCK Kafka cluster: development only, nothing is kept");
             (Some(mock), brokers)
@@ -113,9 +128,14 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
         drop((producer, audit));
     })
     .await?;
+    let summary = DevSummary {
+        produced,
+        handled: host.metrics().handled.with_label_values(&[TASK_TOPIC, "audit"]).get(),
+        emitted: host.metrics().emitted.with_label_values(&["audit"]).get(),
+    };
     host.shutdown().await?;
     drop(mock);
-    Ok(())
+    Ok(summary)
 }
 
 fn sum_failed(m: &crate::metrics::Metrics) -> u64 {

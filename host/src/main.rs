@@ -156,7 +156,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Dev { brokers, plugins, rate } => {
             let options = weft::dev::DevOptions { brokers, plugins_dir: plugins, rate };
-            weft::dev::run(options, shutdown_signal()).await?;
+            let summary = weft::dev::run(options, shutdown_signal()).await?;
+            println!(
+                "produced {} sample events; audit handled {} and emitted {}",
+                summary.produced, summary.handled, summary.emitted
+            );
         }
         Command::Dlq { command } => return dlq(command).await,
         Command::Check { plugin } => {

@@ -71,10 +71,7 @@ async fn assert_nothing_committed_unhandled(group: &str, topic: &str, output: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
-    init_logging();
-    let (topic, output) = (unique("crash-in"), unique("crash-out"));
-    create_topic(&topic, PARTITIONS).await;
-    create_topic(&output, PARTITIONS).await;
+    let (topic, output) = topic_pair("crash", PARTITIONS).await;
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let group = unique("crash-group");
     let config = dir.join("weft.toml");

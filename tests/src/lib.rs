@@ -47,6 +47,16 @@ pub fn init_logging() {
     }
 }
 
+/// Sets up logging and creates a fresh input topic and output topic, `<prefix>-in-…` and
+/// `<prefix>-out-…`, each with `partitions` partitions.
+pub async fn topic_pair(prefix: &str, partitions: i32) -> (String, String) {
+    init_logging();
+    let (topic, output) = (unique(&format!("{prefix}-in")), unique(&format!("{prefix}-out")));
+    create_topic(&topic, partitions).await;
+    create_topic(&output, partitions).await;
+    (topic, output)
+}
+
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =

@@ -70,10 +70,7 @@ async fn echo_host(topic: &str, output: &str) -> (Host, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_each_handled_once_in_key_order_and_committed() {
-    init_logging();
-    let (topic, output) = (unique("core-in"), unique("core-out"));
-    create_topic(&topic, PARTITIONS).await;
-    create_topic(&output, PARTITIONS).await;
+    let (topic, output) = topic_pair("core", PARTITIONS).await;
     let producer = TestProducer::new();
     produce_stream(&producer, &topic, 10_000, 100);
 
@@ -93,10 +90,7 @@ async fn ten_thousand_events_each_handled_once_in_key_order_and_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_graceful_stop_skips_nothing() {
-    init_logging();
-    let (topic, output) = (unique("restart-in"), unique("restart-out"));
-    create_topic(&topic, PARTITIONS).await;
-    create_topic(&output, PARTITIONS).await;
+    let (topic, output) = topic_pair("restart", PARTITIONS).await;
     let producer = TestProducer::new();
     produce_stream(&producer, &topic, 3_000, 30);
 
@@ -129,10 +123,7 @@ async fn restart_after_graceful_stop_skips_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_records_are_skipped_and_later_events_still_handled() {
-    init_logging();
-    let (topic, output) = (unique("bad-in"), unique("bad-out"));
-    create_topic(&topic, 1).await;
-    create_topic(&output, 1).await;
+    let (topic, output) = topic_pair("bad", 1).await;
     let producer = TestProducer::new();
     let structured: &[u8] = b"application/cloudevents+json";
     let ct = [("content-type", Some(structured))];
@@ -175,10 +166,7 @@ async fn malformed_records_are_skipped_and_later_events_still_handled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_plugin_files_do_not_stop_the_host() {
-    init_logging();
-    let (topic, output) = (unique("refuse-in"), unique("refuse-out"));
-    create_topic(&topic, 1).await;
-    create_topic(&output, 1).await;
+    let (topic, output) = topic_pair("refuse", 1).await;
     let dir = plugins_dir(&[("echo", ECHO_WASM), ("other-world", WRONG_WORLD_WASM)]);
     std::fs::write(dir.join("random.wasm"), (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>())
         .unwrap();

@@ -8,10 +8,7 @@ use weft_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_what_happened() {
-    init_logging();
-    let (topic, output) = (unique("obs-in"), unique("obs-out"));
-    create_topic(&topic, 1).await;
-    create_topic(&output, 1).await;
+    let (topic, output) = topic_pair("obs", 1).await;
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     std::fs::write(dir.join("broken.wasm"), b"not wasm").unwrap();
     let mut config = config(&dir);
@@ -114,10 +111,7 @@ async fn readyz_is_503_until_the_group_is_joined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceparent_is_continued_onto_emitted_events() {
-    init_logging();
-    let (topic, output) = (unique("trace-in"), unique("trace-out"));
-    create_topic(&topic, 1).await;
-    create_topic(&output, 1).await;
+    let (topic, output) = topic_pair("trace", 1).await;
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let mut config = config(&dir);
     plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);

@@ -138,7 +138,7 @@ async fn a_key_in_backoff_does_not_hold_back_other_keys_and_keeps_its_own_order(
     retry.max_backoff_ms = Some(60_000);
     let s = start(1, retry).await;
     let producer = TestProducer::new();
-    // A-1 fails once and asks to be retried in 4 s.
+    // A-1 fails once and asks to be retried in 15 s: ample time for 1,000 other events, even on a busy machine.
     producer.event(&s.topic, Some(0), "A", "A-0", Mode::Binary).await;
     producer
         .event_with(
@@ -147,7 +147,7 @@ async fn a_key_in_backoff_does_not_hold_back_other_keys_and_keeps_its_own_order(
             "A",
             "A-1",
             Mode::Binary,
-            &[("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "4000")],
+            &[("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "15000")],
         )
         .await;
     producer.event(&s.topic, Some(0), "A", "A-2", Mode::Structured).await;

@@ -90,8 +90,12 @@ impl Lanes {
 
 /// The lane for a record: by key, or by partition for keyless records.
 fn lane_of(record: &Record, lanes: usize) -> usize {
+    // Hash the borrowed key (no per-event copy); same key, same lane, like `ParkKey`.
     let mut hasher = DefaultHasher::new();
-    ParkKey::of(record).hash(&mut hasher);
+    match &record.key {
+        Some(key) => key.hash(&mut hasher),
+        None => (&record.topic, record.partition).hash(&mut hasher),
+    }
     (hasher.finish() % lanes as u64) as usize
 }
 

@@ -307,6 +307,7 @@ impl Lane {
         let result = plugin.handle_traced(&job.event, &delivery, traceparent).await;
         let metrics = &self.shared.metrics;
         metrics.handler_duration.with_label_values(&[&plugin.id]).observe(started.elapsed().as_secs_f64());
+        metrics.plugin_memory.with_label_values(&[&plugin.id]).set(plugin.memory_bytes() as i64);
         match result {
             Ok(emitted) => {
                 metrics.handled.with_label_values(&[topic, &plugin.id]).inc();

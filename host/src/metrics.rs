@@ -46,6 +46,8 @@ pub struct Metrics {
     pub broker_rtt: prometheus::GaugeVec,
     /// Time from the record's timestamp to the end of its handling, by topic.
     pub event_delay: HistogramVec,
+    /// Linear memory of a plugin's largest instance, in bytes.
+    pub plugin_memory: IntGaugeVec,
     /// Partitions currently assigned to this member.
     pub partitions_assigned: IntGauge,
     /// Rebalance callbacks, by kind (`assign`, `revoke`).
@@ -129,6 +131,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(event_delay.clone())).expect("metric registered once");
+        let plugin_memory = IntGaugeVec::new(
+            Opts::new("weft_plugin_memory_bytes", "Linear memory of a plugin's largest instance."),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(plugin_memory.clone())).expect("metric registered once");
         let rebalances = counter("weft_rebalances_total", "Rebalance callbacks, by kind.", &["kind"]);
         let partitions_assigned =
             IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member.")
@@ -165,6 +173,7 @@ impl Metrics {
             rebalances,
             consumer_lag,
             broker_rtt,
+            plugin_memory,
             event_delay,
             dead_lettered,
             dlq_write_failures,
@@ -199,6 +208,7 @@ impl Metrics {
             self.emitted.with_label_values(&[plugin]);
             self.handler_duration.with_label_values(&[plugin]);
             self.event_delay.with_label_values(&[topic]);
+            self.plugin_memory.with_label_values(&[plugin]);
             for reason in FAILURES {
                 self.failed.with_label_values(&[topic, plugin, reason]);
             }

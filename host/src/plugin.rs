@@ -142,6 +142,8 @@ pub struct Plugin {
     env: Arc<PluginEnv>,
     runtime: Arc<Runtime>,
     pool: Mutex<Vec<Instance>>,
+    /// Linear memory of the largest instance seen after a call, in bytes.
+    memory_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -193,6 +195,7 @@ impl Plugin {
             env,
             runtime: runtime.clone(),
             pool: Mutex::new(Vec::new()),
+            memory_bytes: std::sync::atomic::AtomicUsize::new(0),
         };
         plugin.description = plugin.describe().await?;
         plugin.subscriptions = match &settings.subscriptions {
@@ -200,6 +203,11 @@ impl Plugin {
             None => plugin.description.subscriptions.clone(),
         };
         Ok(plugin)
+    }
+
+    /// Linear memory of the largest instance after a call, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The sandbox limits in effect.
@@ -290,6 +298,8 @@ impl Plugin {
             Err(error) => return Err(Failure::from_call(error)),
             Ok(returned) => returned,
         };
+        let memory = instance.store.data().limits.memory_bytes;
+        self.memory_bytes.fetch_max(memory, std::sync::atomic::Ordering::Relaxed);
         self.pool.lock().expect("pool lock poisoned").push(instance);
         match returned {
             Ok(()) => {}

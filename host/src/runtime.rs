@@ -87,7 +87,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory and instance caps, enforced by the store's resource limiter.
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limiter,
     env: Arc<PluginEnv>,
     /// Broker acknowledgements of the events emitted by the current call; awaited before the input
     /// counts as handled.
@@ -112,7 +112,7 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limits: Limiter { limits, memory_bytes: 0 },
             env,
             pending: Vec::new(),
             emitted: 0,
@@ -121,6 +121,58 @@ impl HostState {
             current_event: None,
             traceparent: None,
         }
+    }
+}
+
+/// The store's resource limiter: wasmtime's `StoreLimits`, plus the size of linear memory the
+/// instance has grown to (reported as `weft_plugin_memory_bytes`).
+pub struct Limiter {
+    limits: StoreLimits,
+    /// Bytes of linear memory the instance holds.
+    pub memory_bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = desired;
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

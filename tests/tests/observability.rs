@@ -57,6 +57,8 @@ async fn metrics_count_exactly_what_happened() {
     assert_eq!(metric(&m, "weft_handler_duration_seconds_count", &[("plugin", "echo")]), 6.0);
     assert!(metric(&m, "weft_handler_duration_seconds_sum", &[("plugin", "echo")]) > 0.0);
     assert_eq!(metric(&m, "weft_events_in_flight", &[]), 0.0);
+    let memory = metric(&m, "weft_plugin_memory_bytes", &[("plugin", "echo")]);
+    assert!((65536.0..=64.0 * 1048576.0).contains(&memory), "instance memory {memory}");
     assert_eq!(metric(&m, "weft_partitions_assigned", &[]), 1.0);
     assert_eq!(metric(&m, "weft_plugin_refusals_total", &[]), 1.0);
     assert_eq!(metric(&m, "weft_plugin_info", &[("plugin", "echo"), ("name", "echo")]), 1.0);

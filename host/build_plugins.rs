@@ -10,7 +10,7 @@ fn build_plugins(packages: &[&str]) -> Vec<std::path::PathBuf> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     let plugins = manifest_dir.join("../plugins");
-    for path in ["Cargo.toml", "Cargo.lock", "audit", "echo", "wrong-world"] {
+    for path in ["Cargo.toml", "Cargo.lock", "audit", "echo", "sandbox", "wrong-world"] {
         println!("cargo:rerun-if-changed={}", plugins.join(path).display());
     }
     println!("cargo:rerun-if-changed={}", manifest_dir.join("../wit").display());

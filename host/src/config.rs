@@ -159,6 +159,36 @@ pub struct PluginConfig {
     /// Retry policy fields that differ from the global `[retry]` for this plugin.
     #[serde(default)]
     pub retry: RetrySettings,
+    /// What the plugin may reach beyond its own memory. Nothing by default.
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// `[plugin.<id>.grants]`: capabilities given to one plugin. A plugin has no filesystem, no
+/// environment variables and no network unless granted here (network is never granted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Host directories the plugin may read (read-only), as `{ host = "/srv/data", guest = "/data" }`.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Names of host environment variables the plugin may read; their values are taken when the
+    /// plugin loads.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Topics the plugin may emit to. Empty: any topic.
+    #[serde(default)]
+    pub emit_topics: Vec<String>,
+}
+
+/// A host directory visible to a plugin, read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Path on the host.
+    pub host: PathBuf,
+    /// Path the plugin sees (`/data`).
+    pub guest: String,
 }
 
 /// `[pipeline]`: concurrency and shutdown.

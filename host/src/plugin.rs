@@ -177,7 +177,19 @@ impl Plugin {
             .map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
         let pre =
             HandlerPre::new(pre).map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
-        let env = Arc::new(PluginEnv { id: id.clone(), config: settings.config.clone(), emitter });
+        let env_values = settings
+            .grants
+            .env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+            .collect();
+        let env = Arc::new(PluginEnv {
+            id: id.clone(),
+            config: settings.config.clone(),
+            emitter,
+            grants: settings.grants.clone(),
+            env_values,
+        });
         let mut plugin = Plugin {
             id,
             path: path.to_path_buf(),
@@ -250,7 +262,8 @@ impl Plugin {
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(self.runtime.engine(), HostState::new(self.env.clone(), limits));
+        let state = HostState::new(self.env.clone(), limits).map_err(wasmtime::Error::from_anyhow)?;
+        let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
         // Instantiation runs the component's start code, which is bounded like a call.
         let state = store.data_mut();

@@ -80,6 +80,10 @@ pub struct PluginEnv {
     pub config: std::collections::BTreeMap<String, String>,
     /// Destination of `emit`.
     pub emitter: Arc<Emitter>,
+    /// What the plugin may reach (`[plugin.<id>.grants]`).
+    pub grants: crate::config::Grants,
+    /// Values of the granted environment variables, read at load.
+    pub env_values: Vec<(String, String)>,
 }
 
 /// The data of one plugin instance's `Store`.
@@ -105,11 +109,22 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A fresh state: no filesystem, no environment, no network; stderr goes to the host's stderr so a
-    /// guest panic message is visible.
-    pub fn new(env: Arc<PluginEnv>, limits: StoreLimits) -> Self {
-        let wasi = WasiCtx::builder().inherit_stderr().allow_ip_name_lookup(false).build();
-        Self {
+    /// A fresh state: no network, and only the granted directories (read-only) and environment
+    /// variables; stderr goes to the host's stderr so a guest panic message is visible.
+    pub fn new(env: Arc<PluginEnv>, limits: StoreLimits) -> anyhow::Result<Self> {
+        let mut builder = WasiCtx::builder();
+        builder.inherit_stderr().allow_ip_name_lookup(false);
+        for dir in &env.grants.dirs {
+            builder
+                .preopened_dir(&dir.host, &dir.guest, wasmtime_wasi::FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("granting directory {} as {}", dir.host.display(), dir.guest))?;
+        }
+        for (name, value) in &env.env_values {
+            builder.env(name, value);
+        }
+        let wasi = builder.build();
+        Ok(Self {
             wasi,
             table: ResourceTable::new(),
             limits: Limiter { limits, memory_bytes: 0 },
@@ -120,7 +135,7 @@ impl HostState {
             timeout: Duration::ZERO,
             current_event: None,
             traceparent: None,
-        }
+        })
     }
 }
 
@@ -203,6 +218,15 @@ impl bindings::host::Host for HostState {
         event: bindings::Cloudevent,
         key: Option<Vec<u8>>,
     ) -> Result<(), WitEmitError> {
+        let allowed = &self.env.grants.emit_topics;
+        if !allowed.is_empty() && !allowed.contains(&topic) {
+            return Err(WitEmitError::Forbidden(format!(
+                "plugin {} may emit to {} only (plugin.{}.grants.emit_topics)",
+                self.env.id,
+                allowed.join(", "),
+                self.env.id
+            )));
+        }
         let mut event: crate::event::CloudEvent = event.into();
         if let Some(traceparent) = &self.traceparent
             && event.extension("traceparent").is_none()

@@ -39,7 +39,7 @@ impl Guest for Echo {
         inject_failure(&event, &delivery)?;
         let topic = host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
         let version = host::config_get("version").unwrap_or_else(|| "v1".into());
-        let mut extensions = vec![
+        let extensions = vec![
             ("echoversion".to_string(), version),
             ("inpartition".to_string(), delivery.partition.to_string()),
             ("inoffset".to_string(), delivery.offset.to_string()),

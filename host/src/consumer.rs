@@ -2,6 +2,7 @@
 //! every record, and the commit bookkeeping. The loop knows nothing about WebAssembly: it hands
 //! routed events to the lanes (`lanes.rs`) and stores offsets when the lanes say an event is done.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 use crate::decode::decode;
 use crate::dlq::{self, DeadLetters, Letter, RawRecord};
 use crate::event::Record;
-use crate::lanes::{Job, Lanes};
+use crate::lanes::{Job, Lanes, TrySend};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetTracker, Ticket};
 use crate::plugin::Plugin;
@@ -234,18 +235,44 @@ pub async fn fetch_loop(
     lanes: Lanes,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Jobs fetched but not yet taken by their (full) lane, in fetch order. While any wait here,
+    // every assigned partition is paused: the loop keeps polling (so the member never exceeds
+    // `max.poll.interval.ms`) without fetching more, and resumes once the lanes have room.
+    let mut held: VecDeque<Job> = VecDeque::new();
+    let mut paused = false;
     loop {
+        while let Some(job) = held.pop_front() {
+            match lanes.try_send(job) {
+                Ok(()) => {}
+                Err(TrySend::Full(job)) => {
+                    held.push_front(*job);
+                    break;
+                }
+                Err(TrySend::Closed) => return,
+            }
+        }
+        if held.is_empty() && paused {
+            set_paused(&shared, false);
+            paused = false;
+        } else if !held.is_empty() && !paused {
+            set_paused(&shared, true);
+            paused = true;
+        }
+        let room = held.front().map(|job| lanes.room_for(job));
         let message = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
+            _ = async { room.expect("guarded").await }, if room.is_some() => continue,
             message = shared.consumer.recv() => message,
         };
         match message {
             Ok(message) => {
-                if let Some(job) = accept(&shared, &router, &message)
-                    && lanes.send(job).await.is_err()
-                {
-                    break;
+                if let Some(job) = accept(&shared, &router, &message) {
+                    held.push_back(job);
+                }
+                if paused {
+                    // A partition assigned meanwhile, or a message fetched before the pause.
+                    set_paused(&shared, true);
                 }
             }
             Err(error) => {
@@ -254,6 +281,20 @@ pub async fn fetch_loop(
             }
         }
     }
+}
+
+/// Pauses or resumes fetching on every assigned partition.
+fn set_paused(shared: &Shared, pause: bool) {
+    let assignment = match shared.consumer.assignment() {
+        Ok(assignment) => assignment,
+        Err(error) => return tracing::warn!(%error, "cannot read the assignment"),
+    };
+    let result = if pause { shared.consumer.pause(&assignment) } else { shared.consumer.resume(&assignment) };
+    match result {
+        Ok(()) => tracing::debug!(pause, "lanes full: fetching {}", if pause { "paused" } else { "resumed" }),
+        Err(error) => tracing::warn!(%error, pause, "cannot pause/resume fetching"),
+    }
+    shared.metrics.fetch_paused.set(i64::from(pause));
 }
 
 /// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are

@@ -81,11 +81,30 @@ impl Lanes {
         Self { senders }
     }
 
-    /// Queues `job` on its lane, waiting while the lane is full. Fails only when the lane stopped.
-    pub async fn send(&self, job: Job) -> Result<(), Job> {
+    /// Queues `job` on its lane if the lane has room; gives it back if the lane is full.
+    pub fn try_send(&self, job: Job) -> Result<(), TrySend> {
         let lane = lane_of(&job.record, self.senders.len());
-        self.senders[lane].send(job).await.map_err(|e| e.0)
+        self.senders[lane].try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(job) => TrySend::Full(Box::new(job)),
+            mpsc::error::TrySendError::Closed(_) => TrySend::Closed,
+        })
     }
+
+    /// Waits until the lane of `job` has room (or stopped).
+    pub fn room_for(&self, job: &Job) -> impl std::future::Future<Output = ()> + use<> {
+        let sender = self.senders[lane_of(&job.record, self.senders.len())].clone();
+        async move {
+            let _ = sender.reserve_owned().await;
+        }
+    }
+}
+
+/// Why [`Lanes::try_send`] did not queue a job.
+pub enum TrySend {
+    /// The lane is full; here is the job back.
+    Full(Box<Job>),
+    /// The lane stopped (shutdown).
+    Closed,
 }
 
 /// The lane for a record: by key, or by partition for keyless records.

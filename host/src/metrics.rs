@@ -48,6 +48,8 @@ pub struct Metrics {
     pub event_delay: HistogramVec,
     /// Linear memory of a plugin's largest instance, in bytes.
     pub plugin_memory: IntGaugeVec,
+    /// 1 while fetching is paused because lanes are full (backpressure), else 0.
+    pub fetch_paused: IntGauge,
     /// Partitions currently assigned to this member.
     pub partitions_assigned: IntGauge,
     /// Rebalance callbacks, by kind (`assign`, `revoke`).
@@ -137,6 +139,10 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(plugin_memory.clone())).expect("metric registered once");
+        let fetch_paused =
+            IntGauge::new("weft_fetch_paused", "1 while fetching is paused because lanes are full.")
+                .expect("valid metric");
+        registry.register(Box::new(fetch_paused.clone())).expect("metric registered once");
         let rebalances = counter("weft_rebalances_total", "Rebalance callbacks, by kind.", &["kind"]);
         let partitions_assigned =
             IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member.")
@@ -173,6 +179,7 @@ impl Metrics {
             rebalances,
             consumer_lag,
             broker_rtt,
+            fetch_paused,
             plugin_memory,
             event_delay,
             dead_lettered,

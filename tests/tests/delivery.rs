@@ -246,3 +246,56 @@ async fn loops_runaway_allocation_and_panics_end_in_the_dlq_with_their_reason() 
     assert!(eventually(Duration::from_secs(10), || host.metrics().in_flight.get() == 0).await);
     host.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lanes_pause_fetching_and_the_member_stays_in_the_group() {
+    let (topic, output) = topic_pair("pause", 1).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    config.retry = fast_retries(5, 50);
+    config.retry.max_backoff_ms = Some(60_000);
+    // One lane holding one parked event and one queued: the third event finds it full.
+    config.pipeline.lanes = 1;
+    config.pipeline.lane_capacity = 1;
+    config.pipeline.max_parked = 1;
+    // A retry wait longer than max.poll.interval.ms: without pausing, the member would be evicted.
+    config.kafka.consumer.insert("session.timeout.ms".into(), "6000".into());
+    config.kafka.consumer.insert("max.poll.interval.ms".into(), "7000".into());
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let host = Host::start(config).await.expect("host starts");
+    let producer = TestProducer::new();
+    producer
+        .event_with(
+            &topic,
+            Some(0),
+            "A",
+            "A-1",
+            Mode::Binary,
+            &[("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "12000")],
+        )
+        .await;
+    for (key, id) in [("A", "A-2"), ("B", "B-1"), ("A", "A-3"), ("C", "C-1")] {
+        producer.event(&topic, Some(0), key, id, Mode::Binary).await;
+    }
+    let metrics = host.metrics().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || metrics.fetch_paused.get() == 1).await,
+        "fetching never paused"
+    );
+    let outputs = read(&output, 5, Duration::from_secs(60)).await;
+    let order = ids(&outputs);
+    let position =
+        |id: &str| order.iter().position(|o| *o == id).unwrap_or_else(|| panic!("{id} missing: {order:?}"));
+    assert!(position("A-1") < position("A-2") && position("A-2") < position("A-3"), "{order:?}");
+    assert_eq!(metrics.fetch_paused.get(), 0, "fetching resumed");
+    assert_eq!(
+        metrics.rebalances.with_label_values(&["revoke"]).get(),
+        0,
+        "the member was evicted from its group"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || metrics.in_flight.get() == 0).await,
+        "events still in flight"
+    );
+    host.shutdown().await.expect("graceful shutdown");
+}

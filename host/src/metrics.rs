@@ -17,6 +17,16 @@ const DELAY_BUCKETS: &[f64] = &[
     3600.0,
 ];
 
+/// Registers a freshly built metric and returns it; a bad definition or a duplicate name is a bug.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
 /// The metrics of one Weft host.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -71,9 +81,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("metric registered once");
-            c
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
         let received = counter("weft_events_received_total", "Records read from Kafka.", &["topic"]);
         let invalid =
@@ -98,74 +106,85 @@ impl Metrics {
             "Records written to a dead-letter topic, by reason.",
             &["topic", "reason"],
         );
-        let dlq_write_failures = prometheus::IntCounter::new(
-            "weft_dlq_write_failures_total",
-            "Dead-letter writes the broker refused (each is retried).",
-        )
-        .expect("valid metric");
-        registry.register(Box::new(dlq_write_failures.clone())).expect("metric registered once");
-        let parked =
-            IntGauge::new("weft_events_parked", "Events held back behind a key waiting for a retry.")
-                .expect("valid metric");
-        registry.register(Box::new(parked.clone())).expect("metric registered once");
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new("weft_consumer_lag", "Messages between the consumer position and the partition end."),
-            &["topic", "partition"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(consumer_lag.clone())).expect("metric registered once");
-        let broker_rtt = prometheus::GaugeVec::new(
-            Opts::new(
-                "weft_kafka_broker_rtt_seconds",
-                "Broker round-trip time, p99 over the statistics window.",
+        let dlq_write_failures = register(
+            &registry,
+            prometheus::IntCounter::new(
+                "weft_dlq_write_failures_total",
+                "Dead-letter writes the broker refused (each is retried).",
             ),
-            &["broker"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(broker_rtt.clone())).expect("metric registered once");
-        let event_delay = HistogramVec::new(
-            HistogramOpts::new(
-                "weft_event_delay_seconds",
-                "Time from the record's timestamp until every plugin finished with it.",
-            )
-            .buckets(DELAY_BUCKETS.to_vec()),
-            &["topic"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(event_delay.clone())).expect("metric registered once");
-        let plugin_memory = IntGaugeVec::new(
-            Opts::new("weft_plugin_memory_bytes", "Linear memory of a plugin's largest instance."),
-            &["plugin"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(plugin_memory.clone())).expect("metric registered once");
-        let fetch_paused =
-            IntGauge::new("weft_fetch_paused", "1 while fetching is paused because lanes are full.")
-                .expect("valid metric");
-        registry.register(Box::new(fetch_paused.clone())).expect("metric registered once");
+        );
+        let parked = register(
+            &registry,
+            IntGauge::new("weft_events_parked", "Events held back behind a key waiting for a retry."),
+        );
+        let consumer_lag = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "weft_consumer_lag",
+                    "Messages between the consumer position and the partition end.",
+                ),
+                &["topic", "partition"],
+            ),
+        );
+        let broker_rtt = register(
+            &registry,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "weft_kafka_broker_rtt_seconds",
+                    "Broker round-trip time, p99 over the statistics window.",
+                ),
+                &["broker"],
+            ),
+        );
+        let event_delay = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "weft_event_delay_seconds",
+                    "Time from the record's timestamp until every plugin finished with it.",
+                )
+                .buckets(DELAY_BUCKETS.to_vec()),
+                &["topic"],
+            ),
+        );
+        let plugin_memory = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("weft_plugin_memory_bytes", "Linear memory of a plugin's largest instance."),
+                &["plugin"],
+            ),
+        );
+        let fetch_paused = register(
+            &registry,
+            IntGauge::new("weft_fetch_paused", "1 while fetching is paused because lanes are full."),
+        );
         let rebalances = counter("weft_rebalances_total", "Rebalance callbacks, by kind.", &["kind"]);
-        let partitions_assigned =
-            IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member.")
-                .expect("valid metric");
-        registry.register(Box::new(partitions_assigned.clone())).expect("metric registered once");
+        let partitions_assigned = register(
+            &registry,
+            IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member."),
+        );
         let plugins_refused =
             counter("weft_plugin_refusals_total", "Plugin files refused at load.", &["reason"]);
-        let handler_duration = HistogramVec::new(
-            HistogramOpts::new("weft_handler_duration_seconds", "Duration of one handler call.")
-                .buckets(DURATION_BUCKETS.to_vec()),
-            &["plugin"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(handler_duration.clone())).expect("metric registered once");
-        let in_flight = IntGauge::new("weft_events_in_flight", "Events fetched and not yet finished.")
-            .expect("valid metric");
-        registry.register(Box::new(in_flight.clone())).expect("metric registered once");
-        let plugin_info = IntGaugeVec::new(
-            Opts::new("weft_plugin_info", "Loaded plugins (value 1) with their version and digest."),
-            &["plugin", "name", "version", "digest"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(plugin_info.clone())).expect("metric registered once");
+        let handler_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new("weft_handler_duration_seconds", "Duration of one handler call.")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["plugin"],
+            ),
+        );
+        let in_flight = register(
+            &registry,
+            IntGauge::new("weft_events_in_flight", "Events fetched and not yet finished."),
+        );
+        let plugin_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("weft_plugin_info", "Loaded plugins (value 1) with their version and digest."),
+                &["plugin", "name", "version", "digest"],
+            ),
+        );
         Self {
             registry,
             received,

@@ -4,6 +4,12 @@
 /// Builds `packages` of `plugins/` (relative to this crate's manifest) and copies each
 /// `<name>.wasm` (dashes become underscores) to OUT_DIR. Returns the copied paths.
 fn build_plugins(packages: &[&str]) -> Vec<std::path::PathBuf> {
+    build_plugins_with(packages, None)
+}
+
+/// Builds `packages` with the cargo `feature` of each turned on; the copies are named
+/// `<name>_<feature>.wasm`.
+fn build_plugins_with(packages: &[&str], feature: Option<&str>) -> Vec<std::path::PathBuf> {
     use std::path::PathBuf;
     use std::process::Command;
 
@@ -22,6 +28,9 @@ fn build_plugins(packages: &[&str]) -> Vec<std::path::PathBuf> {
     command.args(["build", "--release", "--locked", "--target", "wasm32-wasip2"]);
     for package in packages {
         command.args(["-p", package]);
+        if let Some(feature) = feature {
+            command.args(["--features", &format!("{package}/{feature}")]);
+        }
     }
     let status = command
         .arg("--manifest-path")
@@ -43,7 +52,10 @@ fn build_plugins(packages: &[&str]) -> Vec<std::path::PathBuf> {
         .iter()
         .map(|package| {
             let file = format!("{}.wasm", package.replace('-', "_"));
-            let copied = out_dir.join(&file);
+            let copied = match feature {
+                Some(feature) => out_dir.join(format!("{}_{feature}.wasm", package.replace('-', "_"))),
+                None => out_dir.join(&file),
+            };
             std::fs::copy(target_dir.join("wasm32-wasip2/release").join(&file), &copied)
                 .unwrap_or_else(|e| panic!("copying {file}: {e}"));
             copied

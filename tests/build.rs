@@ -14,6 +14,13 @@ fn main() {
             path.display().to_string()
         ));
     }
+    // A second version of echo that tags its outputs `v2`, for the hot-swap tests.
+    for path in build_plugins_with(&["echo"], Some("v2")) {
+        constants.push_str(&format!(
+            "/// The `echo` component built as version 2.\npub const ECHO_V2_WASM: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("plugins.rs");
     std::fs::write(out, constants).expect("writing plugins.rs");
 }

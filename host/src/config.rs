@@ -144,6 +144,58 @@ pub struct PluginsConfig {
     /// Largest linear memory one plugin instance may grow to, in MiB.
     #[serde(default = "defaults::memory_limit_mib")]
     pub memory_limit_mib: u64,
+    /// Fuel (roughly, WebAssembly instructions) one call may burn before it is stopped. Unset: no
+    /// fuel metering (the wall-clock `timeout_ms` still applies). Setting it for any plugin turns
+    /// metering on for all, which costs a few percent of plugin CPU time.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Instances of one plugin that may exist at once (calls beyond it wait for a free one).
+    #[serde(default = "defaults::max_instances")]
+    pub max_instances: usize,
+    /// `reuse` (default): an instance serves event after event until it traps. `fresh`: every
+    /// event gets a new instance, so no state survives between events (slower; see the docs).
+    #[serde(default)]
+    pub instances: InstanceStrategy,
+    /// Watch `dir` and load, replace or remove plugins while running.
+    #[serde(default = "defaults::yes")]
+    pub watch: bool,
+    /// How long the directory must be quiet before changes are loaded, in milliseconds. A file
+    /// still being written is not loaded until writing stops.
+    #[serde(default = "defaults::reload_debounce_ms")]
+    pub reload_debounce_ms: u64,
+    /// Keep compiled plugins on disk so restarts and reloads of an unchanged file skip compilation.
+    #[serde(default = "defaults::yes")]
+    pub cache: bool,
+    /// Where compiled plugins are kept. Default: `$XDG_CACHE_HOME/weft` or `~/.cache/weft`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// How a plugin's instances are used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceStrategy {
+    /// Pooled instances serve many events; an instance that trapped is discarded.
+    #[default]
+    Reuse,
+    /// A new instance for every event.
+    Fresh,
+}
+
+/// `[plugin.<id>.limits]`: sandbox limits that differ from `[plugins]` for one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Overrides `plugins.timeout_ms`.
+    pub timeout_ms: Option<u64>,
+    /// Overrides `plugins.memory_limit_mib`.
+    pub memory_limit_mib: Option<u64>,
+    /// Overrides `plugins.fuel`.
+    pub fuel: Option<u64>,
+    /// Overrides `plugins.max_instances`.
+    pub max_instances: Option<usize>,
+    /// Overrides `plugins.instances`.
+    pub instances: Option<InstanceStrategy>,
 }
 
 /// `[plugin.<name>]`: settings for one plugin, matched by the name its `describe()` returns.
@@ -162,6 +214,9 @@ pub struct PluginConfig {
     /// What the plugin may reach beyond its own memory. Nothing by default.
     #[serde(default)]
     pub grants: Grants,
+    /// Sandbox limits that differ from `[plugins]`.
+    #[serde(default)]
+    pub limits: LimitOverrides,
 }
 
 /// `[plugin.<id>.grants]`: capabilities given to one plugin. A plugin has no filesystem, no
@@ -227,6 +282,12 @@ mod defaults {
     pub fn memory_limit_mib() -> u64 {
         64
     }
+    pub fn max_instances() -> usize {
+        16
+    }
+    pub fn reload_debounce_ms() -> u64 {
+        250
+    }
     pub fn lanes() -> usize {
         64
     }
@@ -259,6 +320,13 @@ impl Default for PluginsConfig {
             dir: defaults::plugins_dir(),
             timeout_ms: defaults::timeout_ms(),
             memory_limit_mib: defaults::memory_limit_mib(),
+            fuel: None,
+            max_instances: defaults::max_instances(),
+            instances: InstanceStrategy::default(),
+            watch: true,
+            reload_debounce_ms: defaults::reload_debounce_ms(),
+            cache: true,
+            cache_dir: None,
         }
     }
 }
@@ -301,6 +369,24 @@ impl Config {
             Some(plugin) => global.with(&plugin.retry),
             None => global,
         }
+    }
+
+    /// Whether any plugin has a fuel limit (then the engine meters fuel for every plugin).
+    pub fn meters_fuel(&self) -> bool {
+        self.plugins.fuel.is_some() || self.plugin.values().any(|p| p.limits.fuel.is_some())
+    }
+
+    /// Where compiled plugins are cached, if caching is on and a directory can be named.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if !self.plugins.cache {
+            return None;
+        }
+        self.plugins.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+            Some(base.join("weft"))
+        })
     }
 
     /// Reads `path`, applies the environment overrides and validates the result.
@@ -349,12 +435,13 @@ impl Config {
                 );
             }
         }
-        if self.plugins.timeout_ms == 0 {
-            bail!("plugins.timeout_ms must be greater than 0");
-        }
-        if self.plugins.memory_limit_mib == 0 {
-            bail!("plugins.memory_limit_mib must be greater than 0");
-        }
+        check_limits(
+            "plugins",
+            Some(self.plugins.timeout_ms),
+            Some(self.plugins.memory_limit_mib),
+            self.plugins.fuel,
+            Some(self.plugins.max_instances),
+        )?;
         if self.pipeline.lanes == 0 {
             bail!("pipeline.lanes must be at least 1");
         }
@@ -370,12 +457,41 @@ impl Config {
         }
         for (name, plugin) in &self.plugin {
             self.retry_policy(name).validate(&format!("plugin.{name}.retry"))?;
+            let l = &plugin.limits;
+            check_limits(
+                &format!("plugin.{name}.limits"),
+                l.timeout_ms,
+                l.memory_limit_mib,
+                l.fuel,
+                l.max_instances,
+            )?;
             for (i, sub) in plugin.subscriptions.iter().flatten().enumerate() {
                 sub.validate().with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
             }
         }
         Ok(())
     }
+}
+
+/// Zero is never a useful limit: refuse it by name rather than stop every call.
+fn check_limits(
+    table: &str,
+    timeout_ms: Option<u64>,
+    memory_limit_mib: Option<u64>,
+    fuel: Option<u64>,
+    max_instances: Option<usize>,
+) -> anyhow::Result<()> {
+    for (key, value) in [
+        ("timeout_ms", timeout_ms),
+        ("memory_limit_mib", memory_limit_mib),
+        ("fuel", fuel),
+        ("max_instances", max_instances.map(|n| n as u64)),
+    ] {
+        if value == Some(0) {
+            bail!("{table}.{key} must be greater than 0");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -441,6 +557,21 @@ mod tests {
         let config = Config::parse(include_str!("../../examples/weft.toml")).unwrap();
         config.validate().unwrap();
         assert_eq!(config.plugin["audit"].config["output-topic"], "audit-log");
+    }
+
+    #[test]
+    fn plugin_limits_override_the_defaults_and_zero_is_named() {
+        let config = Config::parse(
+            "[kafka]\nbrokers = \"b:9092\"\n[plugin.audit.limits]\nfuel = 1000\ninstances = \"fresh\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert!(config.meters_fuel());
+        assert_eq!(config.plugin["audit"].limits.instances, Some(InstanceStrategy::Fresh));
+        let zero = Config::parse("[kafka]\nbrokers = \"b:9092\"\n[plugin.audit.limits]\nmax_instances = 0\n")
+            .unwrap();
+        assert!(zero.validate().unwrap_err().to_string().contains("plugin.audit.limits.max_instances"));
+        assert!(!Config::parse(minimal()).unwrap().meters_fuel());
     }
 
     #[test]

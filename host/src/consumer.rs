@@ -13,15 +13,14 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use crate::catalog::{Catalog, Live};
 use crate::decode::decode;
 use crate::dlq::{self, DeadLetters, Letter, RawRecord};
 use crate::event::Record;
 use crate::lanes::{Job, Lanes, TrySend};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetTracker, Ticket};
-use crate::plugin::Plugin;
 use crate::retry::DlqReason;
-use crate::route::Router;
 
 /// The consumer as Weft uses it.
 pub type WeftConsumer = StreamConsumer<GroupContext>;
@@ -228,13 +227,17 @@ impl Shared {
     }
 }
 
-/// Fetches until `stop` turns true: decode, route, hand to a lane.
+/// Fetches until `stop` turns true: decode, route with the plugins in service, hand to a lane.
+/// Follows the catalog: when the topics the plugins need change, the subscription changes with them.
 pub async fn fetch_loop(
     shared: Arc<Shared>,
-    router: Arc<Router<Arc<Plugin>>>,
+    catalog: Arc<Catalog>,
     lanes: Lanes,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut swaps = catalog.swaps();
+    let mut subscribed: Vec<String> = Vec::new();
+    follow_topics(&shared, &catalog.live().topics, &mut subscribed);
     // Jobs fetched but not yet taken by their (full) lane, in fetch order. While any wait here,
     // every assigned partition is paused: the loop keeps polling (so the member never exceeds
     // `max.poll.interval.ms`) without fetching more, and resumes once the lanes have room.
@@ -262,12 +265,16 @@ pub async fn fetch_loop(
         let message = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
+            Ok(()) = swaps.changed() => {
+                follow_topics(&shared, &catalog.live().topics, &mut subscribed);
+                continue;
+            }
             _ = async { room.expect("guarded").await }, if room.is_some() => continue,
             message = shared.consumer.recv() => message,
         };
         match message {
             Ok(message) => {
-                if let Some(job) = accept(&shared, &router, &message) {
+                if let Some(job) = accept(&shared, &catalog.live(), &message) {
                     held.push_back(job);
                 }
                 if paused {
@@ -281,6 +288,27 @@ pub async fn fetch_loop(
             }
         }
     }
+}
+
+/// Subscribes to `topics` if they differ from `subscribed`. Partitions of topics no plugin needs any
+/// more are revoked (after their in-flight events finish and commit); records of them fetched
+/// before that are left unhandled and uncommitted, for whoever consumes the topic next.
+fn follow_topics(shared: &Shared, topics: &[String], subscribed: &mut Vec<String>) {
+    if topics == subscribed.as_slice() {
+        return;
+    }
+    if topics.is_empty() {
+        shared.consumer.unsubscribe();
+        tracing::warn!("no plugin subscribes to any topic; idle");
+    } else {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(error) = shared.consumer.subscribe(&names) {
+            // The previous subscription stays; the next swap tries again.
+            return tracing::error!(%error, topics = %topics.join(","), "cannot change the subscription");
+        }
+        tracing::info!(topics = %topics.join(","), "subscribed");
+    }
+    *subscribed = topics.to_vec();
 }
 
 /// Pauses or resumes fetching on every assigned partition.
@@ -299,9 +327,14 @@ fn set_paused(shared: &Shared, pause: bool) {
 
 /// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are
 /// finished here; the rest become lane jobs.
-fn accept(shared: &Arc<Shared>, router: &Router<Arc<Plugin>>, message: &BorrowedMessage<'_>) -> Option<Job> {
+fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> Option<Job> {
     let topic = message.topic();
     let (partition, offset) = (message.partition(), message.offset());
+    if !live.subscribes(topic) {
+        // Fetched before the plugin that wanted this topic was removed: not ours to handle or commit.
+        tracing::debug!(topic, partition, offset, "record of a topic no plugin subscribes to any more; left");
+        return None;
+    }
     shared.metrics.received.with_label_values(&[topic]).inc();
     shared.metrics.in_flight.inc();
     let ticket = shared.tracker.begin(topic, partition, offset);
@@ -326,7 +359,7 @@ fn accept(shared: &Arc<Shared>, router: &Router<Arc<Plugin>>, message: &Borrowed
             return None;
         }
     };
-    let mut plugins = router.route(topic, &event);
+    let mut plugins = live.router.route(topic, &event);
     // A record replayed from a dead-letter topic goes back only to the plugin that failed it.
     if let Some(only) = replay_plugin {
         plugins.retain(|p| p.id.as_bytes() == only);

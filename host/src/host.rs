@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::catalog::{self, Refusal};
+use crate::catalog::{Catalog, Refusal};
 use crate::config::Config;
 use crate::consumer::{self, GroupContext, Shared, WeftConsumer};
 use crate::dlq::DeadLetters;
@@ -22,16 +22,13 @@ use crate::lanes::Lanes;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::plugin::Plugin;
-use crate::route::Router;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeOptions};
 
 /// A running host.
 pub struct Host {
     shared: Arc<Shared>,
     producer: FutureProducer,
-    plugins: Vec<Arc<Plugin>>,
-    refused: Vec<Refusal>,
-    topics: Vec<String>,
+    catalog: Arc<Catalog>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     http_addr: Option<std::net::SocketAddr>,
@@ -41,30 +38,18 @@ impl Host {
     /// Loads the plugins, joins the consumer group and starts handling events.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        let config = Arc::new(config);
         let metrics = Metrics::new();
-        let runtime = Runtime::new()?;
+        metrics.initialise([]);
+        let runtime = Runtime::with_options(&RuntimeOptions::from_config(&config))?;
         let producer: FutureProducer =
             kafka::producer_config(&config.kafka).create().context("creating the Kafka producer")?;
         let emitter = Arc::new(Emitter::Kafka(producer.clone()));
-        let catalog = catalog::load_dir(&runtime, &config.plugins.dir, &config, &emitter).await?;
-        for plugin in &catalog.plugins {
-            let d = &plugin.description;
-            metrics.plugin_info.with_label_values(&[&plugin.id, &d.name, &d.version, &plugin.digest]).set(1);
-        }
-        for _ in &catalog.refused {
-            metrics.plugins_refused.with_label_values(&["invalid_plugin"]).inc();
-        }
-        metrics.initialise(
-            catalog
-                .plugins
-                .iter()
-                .flat_map(|p| p.subscriptions.iter().map(|s| (s.topic.as_str(), p.id.as_str()))),
-        );
-        let router =
-            Arc::new(Router::new(catalog.plugins.iter().map(|p| (p.clone(), p.subscriptions.clone()))));
-        let topics = router.topics();
+        let catalog = Catalog::open(config.clone(), runtime, emitter, metrics.clone()).await?;
+        let live = catalog.live();
+        let topics = &live.topics;
 
-        crate::dlq::ensure_topics(&config.kafka, &config.dlq, &topics).await;
+        crate::dlq::ensure_topics(&config.kafka, &config.dlq, topics).await;
         let tracker = Arc::new(OffsetTracker::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let joined = Arc::new(AtomicBool::new(false));
@@ -78,17 +63,11 @@ impl Host {
         let consumer: WeftConsumer = kafka::consumer_config(&config.kafka)
             .create_with_context(context)
             .context("creating the Kafka consumer")?;
-        if topics.is_empty() {
-            tracing::warn!(dir = %config.plugins.dir.display(), "no plugin subscribes to any topic; idle");
-        } else {
-            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            consumer.subscribe(&names).context("subscribing to the plugins' topics")?;
-        }
         tracing::info!(
             group = %config.kafka.group_id,
             topics = %topics.join(","),
-            plugins = catalog.plugins.len(),
-            refused = catalog.refused.len(),
+            plugins = live.plugins.len(),
+            refused = catalog.refused().len(),
             "weft started"
         );
 
@@ -113,13 +92,8 @@ impl Host {
         );
         let (stop, stop_rx) = watch::channel(false);
         let http_addr = if config.http.enabled {
-            let status = Arc::new(http::Status {
-                metrics: shared.metrics.clone(),
-                plugins: catalog.plugins.clone(),
-                refused: catalog.refused.clone(),
-                joined,
-                subscribed: !topics.is_empty(),
-            });
+            let status =
+                Arc::new(http::Status { metrics: shared.metrics.clone(), catalog: catalog.clone(), joined });
             let (addr, task) = http::serve(config.http.listen, status, stop_rx.clone()).await?;
             tasks.spawn(async move {
                 let _ = task.await;
@@ -128,17 +102,14 @@ impl Host {
         } else {
             None
         };
-        tasks.spawn(consumer::fetch_loop(shared.clone(), router, lanes, stop_rx));
-        Ok(Self {
-            shared,
-            producer,
-            plugins: catalog.plugins,
-            refused: catalog.refused,
-            topics,
-            stop,
-            tasks,
-            http_addr,
-        })
+        if config.plugins.watch {
+            let watcher = catalog.watch(stop_rx.clone())?;
+            tasks.spawn(async move {
+                let _ = watcher.await;
+            });
+        }
+        tasks.spawn(consumer::fetch_loop(shared.clone(), catalog.clone(), lanes, stop_rx));
+        Ok(Self { shared, producer, catalog, stop, tasks, http_addr })
     }
 
     /// Where the HTTP listener is bound, if enabled.
@@ -151,19 +122,24 @@ impl Host {
         &self.shared.metrics
     }
 
-    /// The loaded plugins.
-    pub fn plugins(&self) -> &[Arc<Plugin>] {
-        &self.plugins
+    /// The plugins in service now.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.catalog.live().plugins.clone()
     }
 
-    /// The plugin files that were refused, with reasons.
-    pub fn refused(&self) -> &[Refusal] {
-        &self.refused
+    /// The plugin files refused and not changed since, with reasons.
+    pub fn refused(&self) -> Vec<Refusal> {
+        self.catalog.refused()
     }
 
-    /// The topics the consumer subscribed to.
-    pub fn topics(&self) -> &[String] {
-        &self.topics
+    /// The topics the plugins in service subscribe to.
+    pub fn topics(&self) -> Vec<String> {
+        self.catalog.live().topics.clone()
+    }
+
+    /// The plugins directory and what is in service.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     /// Stops fetching, finishes the events already being handled, commits and leaves the group.

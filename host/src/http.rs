@@ -1,7 +1,7 @@
 //! The small HTTP listener: `/metrics` (Prometheus text), `/healthz` (the process is alive),
 //! `/readyz` (plugins loaded and the consumer joined its group, or idle by design: no plugin
-//! subscribes to anything), `/plugins` (JSON: what is loaded, with digests, subscriptions and
-//! limits, and what was refused). Bound to localhost by default.
+//! subscribes to anything), `/plugins` (JSON: what is in service, with digests, subscriptions and
+//! limits, what was refused, and the latest reloads). Bound to localhost by default.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,22 +16,17 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::catalog::Refusal;
+use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::plugin::Plugin;
 
 /// What the endpoints read.
 pub struct Status {
     /// The host's metrics.
     pub metrics: Metrics,
-    /// Loaded plugins.
-    pub plugins: Vec<Arc<Plugin>>,
-    /// Refused plugin files.
-    pub refused: Vec<Refusal>,
+    /// The plugins in service, refusals and reloads.
+    pub catalog: Arc<Catalog>,
     /// Whether the consumer has joined its group.
     pub joined: Arc<AtomicBool>,
-    /// Whether the consumer subscribed to anything.
-    pub subscribed: bool,
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves until `stop` turns true. Returns the bound address.
@@ -67,7 +62,7 @@ async fn metrics(State(status): State<Arc<Status>>) -> Response {
 }
 
 async fn ready(State(status): State<Arc<Status>>) -> Response {
-    if !status.subscribed {
+    if status.catalog.live().topics.is_empty() {
         return (StatusCode::OK, "ready: no plugin subscribes to a topic (idle)\n").into_response();
     }
     if status.joined.load(Ordering::SeqCst) {
@@ -79,7 +74,8 @@ async fn ready(State(status): State<Arc<Status>>) -> Response {
 }
 
 async fn plugins(State(status): State<Arc<Status>>) -> Response {
-    let loaded: Vec<_> = status
+    let live = status.catalog.live();
+    let loaded: Vec<_> = live
         .plugins
         .iter()
         .map(|p| {
@@ -91,7 +87,7 @@ async fn plugins(State(status): State<Arc<Status>>) -> Response {
                 "digest": p.digest,
                 "file": p.path,
                 "subscriptions": p.subscriptions,
-                "limits": { "timeout_ms": p.limits().timeout.as_millis() as u64, "memory_bytes": p.limits().memory_bytes },
+                "limits": p.limits(),
                 "retry": {
                     "max_attempts": p.retry.max_attempts,
                     "initial_backoff_ms": p.retry.initial_backoff.as_millis() as u64,
@@ -102,7 +98,10 @@ async fn plugins(State(status): State<Arc<Status>>) -> Response {
             })
         })
         .collect();
-    let refused: Vec<_> =
-        status.refused.iter().map(|r| json!({ "file": r.path, "reason": r.reason })).collect();
-    axum::Json(json!({ "plugins": loaded, "refused": refused })).into_response()
+    axum::Json(json!({
+        "plugins": loaded,
+        "refused": status.catalog.refused(),
+        "reloads": status.catalog.reloads(),
+    }))
+    .into_response()
 }

@@ -259,6 +259,7 @@ impl Lane {
                 ce.id = %job.event.id,
                 ce.r#type = %job.event.type_,
                 plugin = %plugin.id,
+                digest = %plugin.short_digest(),
                 attempt,
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
@@ -326,6 +327,15 @@ impl Lane {
         let result = plugin.handle_traced(&job.event, &delivery, traceparent).await;
         let metrics = &self.shared.metrics;
         metrics.handler_duration.with_label_values(&[&plugin.id]).observe(started.elapsed().as_secs_f64());
+        if let Some(latency) = plugin.first_event_latency() {
+            metrics.plugin_swap.observe(latency.as_secs_f64());
+            tracing::info!(
+                plugin = %plugin.id,
+                digest = %plugin.short_digest(),
+                swap_ms = latency.as_secs_f64() * 1e3,
+                "first event on this version"
+            );
+        }
         metrics.plugin_memory.with_label_values(&[&plugin.id]).set(plugin.memory_bytes() as i64);
         match result {
             Ok(emitted) => {

@@ -72,8 +72,12 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Loaded plugins, by plugin, name, version and digest (always 1).
     pub plugin_info: IntGaugeVec,
-    /// Plugin files refused at load.
-    pub plugins_refused: IntCounterVec,
+    /// Plugin loads, replacements, removals and refusals.
+    pub plugin_reloads: IntCounterVec,
+    /// Compilation and world check of a plugin file, by whether the cache served it.
+    pub plugin_compile: HistogramVec,
+    /// From a plugin file being stable to the new version's first event, less compilation.
+    pub plugin_swap: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -164,8 +168,32 @@ impl Metrics {
             &registry,
             IntGauge::new("weft_partitions_assigned", "Partitions assigned to this member."),
         );
-        let plugins_refused =
-            counter("weft_plugin_refusals_total", "Plugin files refused at load.", &["reason"]);
+        let plugin_reloads = counter(
+            "weft_plugin_reloads_total",
+            "Plugin directory changes by result: loaded, replaced, removed, refused.",
+            &["result"],
+        );
+        let plugin_compile = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "weft_plugin_compile_seconds",
+                    "Compilation and world check of a plugin file (cache: hit or miss).",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["cache"],
+            ),
+        );
+        let plugin_swap = register(
+            &registry,
+            prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "weft_plugin_swap_seconds",
+                    "From a plugin file being stable to the first event on that version, compilation excluded.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+            ),
+        );
         let handler_duration = register(
             &registry,
             HistogramVec::new(
@@ -207,16 +235,25 @@ impl Metrics {
             handler_duration,
             in_flight,
             plugin_info,
-            plugins_refused,
+            plugin_reloads,
+            plugin_compile,
+            plugin_swap,
         }
     }
 
     /// Creates the zero-valued series of every (topic, plugin) pair and every bounded reason, so
     /// dashboards and alerts see a series (and `rate()` works) before the first event.
     pub fn initialise<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        const FAILURES: [&str; 6] =
-            ["retryable_error", "permanent_error", "trap", "timeout", "memory_limit", "emit_failed"];
-        const DLQ: [&str; 7] = [
+        const FAILURES: [&str; 7] = [
+            "retryable_error",
+            "permanent_error",
+            "trap",
+            "timeout",
+            "memory_limit",
+            "fuel_exhausted",
+            "emit_failed",
+        ];
+        const DLQ: [&str; 8] = [
             "invalid_cloudevent",
             "no_route",
             "retries_exhausted",
@@ -224,6 +261,7 @@ impl Metrics {
             "trap",
             "timeout",
             "memory_limit",
+            "fuel_exhausted",
         ];
         for (topic, plugin) in pairs {
             self.received.with_label_values(&[topic]);
@@ -245,7 +283,12 @@ impl Metrics {
         for kind in ["assign", "revoke"] {
             self.rebalances.with_label_values(&[kind]);
         }
-        self.plugins_refused.with_label_values(&["invalid_plugin"]);
+        for result in ["loaded", "replaced", "removed", "refused"] {
+            self.plugin_reloads.with_label_values(&[result]);
+        }
+        for cache in ["hit", "miss"] {
+            self.plugin_compile.with_label_values(&[cache]);
+        }
     }
 
     /// The registry in Prometheus text format.

@@ -18,7 +18,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 
 use crate::bindings::{Cloudevent, Delivery, HandleError, Handler, HandlerPre};
-use crate::config::{Config, PluginConfig};
+use crate::config::{Config, InstanceStrategy, PluginConfig};
 use crate::emit::Emitter;
 use crate::retry::RetryPolicy;
 use crate::route::SubscriptionSpec;
@@ -53,6 +53,9 @@ pub enum Failure {
     /// The instance tried to grow its memory past the plugin's limit.
     #[error("memory limit: {0}")]
     MemoryLimit(String),
+    /// The call burned all the fuel it was given.
+    #[error("fuel exhausted after {0} units")]
+    FuelExhausted(u64),
     /// An event the plugin emitted was not acknowledged by the broker.
     #[error("emitted event not delivered: {0}")]
     Emit(String),
@@ -67,13 +70,17 @@ impl Failure {
             Failure::Trap(_) => "trap",
             Failure::Timeout(_) => "timeout",
             Failure::MemoryLimit(_) => "memory_limit",
+            Failure::FuelExhausted(_) => "fuel_exhausted",
             Failure::Emit(_) => "emit_failed",
         }
     }
 
-    fn from_call(error: wasmtime::Error) -> Self {
+    fn from_call(error: wasmtime::Error, fuel: Option<u64>) -> Self {
         if let Some(DeadlineExceeded(after)) = error.downcast_ref::<DeadlineExceeded>() {
             return Failure::Timeout(*after);
+        }
+        if let Some(wasmtime::Trap::OutOfFuel) = error.downcast_ref::<wasmtime::Trap>() {
+            return Failure::FuelExhausted(fuel.unwrap_or(0));
         }
         let message = format!("{error:#}").replace('\n', " ");
         // The store limiter refuses growth past the cap and, with `trap_on_grow_failure`, traps.
@@ -98,23 +105,54 @@ pub struct Description {
 }
 
 /// Per-plugin sandbox limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Limits {
     /// Wall-clock deadline of one call.
+    #[serde(serialize_with = "as_millis", rename = "timeout_ms")]
     pub timeout: Duration,
     /// Largest linear memory of one instance, in bytes.
     pub memory_bytes: usize,
+    /// Fuel one call may burn; `None`: unmetered.
+    pub fuel: Option<u64>,
+    /// Instances that may exist at once.
+    pub max_instances: usize,
+    /// Whether instances serve many events or one.
+    pub instances: InstanceStrategy,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl Limits {
     /// The limits `config` sets for every plugin.
     pub fn from_config(config: &Config) -> Self {
+        let p = &config.plugins;
         Self {
-            timeout: Duration::from_millis(config.plugins.timeout_ms),
-            memory_bytes: usize::try_from(config.plugins.memory_limit_mib.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
+            timeout: Duration::from_millis(p.timeout_ms),
+            memory_bytes: mib(p.memory_limit_mib),
+            fuel: p.fuel,
+            max_instances: p.max_instances,
+            instances: p.instances,
         }
     }
+
+    /// The limits of plugin `id`: `[plugins]`, then `[plugin.<id>.limits]`.
+    pub fn for_plugin(config: &Config, id: &str) -> Self {
+        let global = Self::from_config(config);
+        let Some(o) = config.plugin.get(id).map(|p| &p.limits) else { return global };
+        Self {
+            timeout: o.timeout_ms.map_or(global.timeout, Duration::from_millis),
+            memory_bytes: o.memory_limit_mib.map_or(global.memory_bytes, mib),
+            fuel: o.fuel.or(global.fuel),
+            max_instances: o.max_instances.unwrap_or(global.max_instances),
+            instances: o.instances.unwrap_or(global.instances),
+        }
+    }
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 struct Instance {
@@ -137,11 +175,22 @@ pub struct Plugin {
     pub subscriptions: Vec<SubscriptionSpec>,
     /// The retry policy in effect for this plugin.
     pub retry: RetryPolicy,
+    /// Time spent compiling the component and checking it against the world (near zero when the
+    /// compiled form came from the cache).
+    pub compile_time: Duration,
+    /// Whether the compiled form came from the cache.
+    pub from_cache: bool,
+    /// When the file this version came from was seen stable, for a version that replaced or joined
+    /// the running set: the swap latency is measured from there to this version's first event.
+    pub stable_at: Option<Instant>,
+    first_event: std::sync::atomic::AtomicBool,
     limits: Limits,
     pre: HandlerPre<HostState>,
     env: Arc<PluginEnv>,
     runtime: Arc<Runtime>,
     pool: Mutex<Vec<Instance>>,
+    /// One permit per instance that may exist (`max_instances`).
+    permits: tokio::sync::Semaphore,
     /// Linear memory of the largest instance seen after a call, in bytes.
     memory_bytes: std::sync::atomic::AtomicUsize,
 }
@@ -162,11 +211,25 @@ impl Plugin {
         limits: Limits,
         emitter: Arc<Emitter>,
     ) -> anyhow::Result<Self> {
-        let id = plugin_id(path)?;
         let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        Self::from_bytes(runtime, path, bytes, settings, limits, emitter).await
+    }
+
+    /// [`Plugin::load`] of the contents `bytes` read from `path`.
+    pub async fn from_bytes(
+        runtime: &Arc<Runtime>,
+        path: &Path,
+        bytes: Vec<u8>,
+        settings: &PluginConfig,
+        limits: Limits,
+        emitter: Arc<Emitter>,
+    ) -> anyhow::Result<Self> {
+        let id = plugin_id(path)?;
+        let digest = digest(&bytes);
         check_header(&bytes)?;
         let engine = runtime.engine().clone();
+        let started = Instant::now();
+        let hits = runtime.cache_hits();
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
             .context("compiler task failed")?
@@ -177,6 +240,8 @@ impl Plugin {
             .map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
         let pre =
             HandlerPre::new(pre).map_err(|e| anyhow!("does not implement {WORLD}: {}", one_line(&e)))?;
+        let compile_time = started.elapsed();
+        let from_cache = runtime.cache_hits() > hits;
         let env_values = settings
             .grants
             .env
@@ -202,11 +267,16 @@ impl Plugin {
             },
             subscriptions: Vec::new(),
             retry: RetryPolicy::default(),
+            compile_time,
+            from_cache,
+            stable_at: None,
+            first_event: std::sync::atomic::AtomicBool::new(false),
             limits,
             pre,
             env,
             runtime: runtime.clone(),
             pool: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(limits.max_instances),
             memory_bytes: std::sync::atomic::AtomicUsize::new(0),
         };
         plugin.description = plugin.describe().await?;
@@ -232,15 +302,25 @@ impl Plugin {
         &self.digest[..12]
     }
 
+    /// For a version that went live while running: the time from its file being stable to its
+    /// first event, less the compilation — once, at the first event; `None` afterwards.
+    pub fn first_event_latency(&self) -> Option<Duration> {
+        let stable_at = self.stable_at?;
+        if self.first_event.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        Some(stable_at.elapsed().saturating_sub(self.compile_time))
+    }
+
     async fn describe(&self) -> anyhow::Result<Description> {
         let mut instance =
             self.instantiate().await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
-        instance.arm(self.limits.timeout, None);
+        instance.arm(&self.limits, self.runtime.meters_fuel(), None);
         let info = instance
             .handler
             .call_describe(&mut instance.store)
             .await
-            .map_err(|e| anyhow!("describe() failed: {}", Failure::from_call(e)))?;
+            .map_err(|e| anyhow!("describe() failed: {}", Failure::from_call(e, self.limits.fuel)))?;
         let description = Description {
             name: info.name,
             version: info.version,
@@ -253,7 +333,9 @@ impl Plugin {
         for (i, sub) in description.subscriptions.iter().enumerate() {
             sub.validate().map_err(|e| anyhow!("describe() subscription {i}: {e}"))?;
         }
-        self.pool.lock().expect("pool lock poisoned").push(instance);
+        if self.limits.instances == InstanceStrategy::Reuse {
+            self.pool.lock().expect("pool lock poisoned").push(instance);
+        }
         Ok(description)
     }
 
@@ -265,6 +347,9 @@ impl Plugin {
         let state = HostState::new(self.env.clone(), limits).map_err(wasmtime::Error::from_anyhow)?;
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
+        if self.runtime.meters_fuel() {
+            store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX))?;
+        }
         // Instantiation runs the component's start code, which is bounded like a call.
         let state = store.data_mut();
         state.timeout = self.limits.timeout;
@@ -296,24 +381,29 @@ impl Plugin {
         delivery: &Delivery,
         traceparent: Option<&str>,
     ) -> Result<usize, Failure> {
+        // Held until the instance is back in the pool or dropped: at most `max_instances` exist.
+        let permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let pooled = self.pool.lock().expect("pool lock poisoned").pop();
         let mut instance = match pooled {
             Some(instance) => instance,
-            None => self.instantiate().await.map_err(Failure::from_call)?,
+            None => self.instantiate().await.map_err(|e| Failure::from_call(e, self.limits.fuel))?,
         };
-        instance.arm(self.limits.timeout, Some(&event.id));
+        instance.arm(&self.limits, self.runtime.meters_fuel(), Some(&event.id));
         instance.store.data_mut().traceparent = traceparent.map(str::to_string);
         let result = instance.handler.call_handle(&mut instance.store, event, delivery).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
         let emitted = std::mem::take(&mut instance.store.data_mut().emitted);
         let returned = match result {
             // The instance trapped: drop it, its state cannot be trusted.
-            Err(error) => return Err(Failure::from_call(error)),
+            Err(error) => return Err(Failure::from_call(error, self.limits.fuel)),
             Ok(returned) => returned,
         };
         let memory = instance.store.data().limits.memory_bytes;
         self.memory_bytes.fetch_max(memory, std::sync::atomic::Ordering::Relaxed);
-        self.pool.lock().expect("pool lock poisoned").push(instance);
+        if self.limits.instances == InstanceStrategy::Reuse {
+            self.pool.lock().expect("pool lock poisoned").push(instance);
+        }
+        drop(permit);
         match returned {
             Ok(()) => {}
             Err(HandleError::Retryable(e)) => {
@@ -336,14 +426,24 @@ impl Plugin {
 }
 
 impl Instance {
-    /// Prepares the store for one call: a fresh deadline and the event id for log attribution.
-    fn arm(&mut self, timeout: Duration, event_id: Option<&str>) {
+    /// Prepares the store for one call: a fresh deadline, a full tank of fuel when metered, and the
+    /// event id for log attribution.
+    fn arm(&mut self, limits: &Limits, metered: bool, event_id: Option<&str>) {
         let state = self.store.data_mut();
-        state.deadline = Instant::now() + timeout;
-        state.timeout = timeout;
+        state.deadline = Instant::now() + limits.timeout;
+        state.timeout = limits.timeout;
         state.current_event = event_id.map(str::to_string);
         self.store.set_epoch_deadline(1);
+        if metered {
+            // Plugins without a fuel limit run unmetered in effect.
+            let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
     }
+}
+
+/// SHA-256 of a plugin file, hex: the version's identity in logs, metrics and `/plugins`.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Refuses what is not a WebAssembly component before the compiler sees it, with advice.
@@ -407,6 +507,8 @@ mod tests {
         assert_eq!(Failure::Permanent("x".into()).reason(), "permanent_error");
         assert_eq!(Failure::Timeout(Duration::from_secs(1)).reason(), "timeout");
         let deadline: wasmtime::Error = DeadlineExceeded(Duration::from_millis(5)).into();
-        assert_eq!(Failure::from_call(deadline), Failure::Timeout(Duration::from_millis(5)));
+        assert_eq!(Failure::from_call(deadline, None), Failure::Timeout(Duration::from_millis(5)));
+        let fuel: wasmtime::Error = wasmtime::Trap::OutOfFuel.into();
+        assert_eq!(Failure::from_call(fuel, Some(10)), Failure::FuelExhausted(10));
     }
 }

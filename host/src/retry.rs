@@ -113,6 +113,7 @@ impl RetryPolicy {
             Failure::Trap(_) => DlqReason::Trap,
             Failure::Timeout(_) => DlqReason::Timeout,
             Failure::MemoryLimit(_) => DlqReason::MemoryLimit,
+            Failure::FuelExhausted(_) => DlqReason::FuelExhausted,
             _ => DlqReason::RetriesExhausted,
         })
     }
@@ -145,6 +146,8 @@ pub enum DlqReason {
     Timeout,
     /// The last attempt hit the memory limit.
     MemoryLimit,
+    /// The last attempt burned all its fuel.
+    FuelExhausted,
 }
 
 impl DlqReason {
@@ -158,6 +161,7 @@ impl DlqReason {
             DlqReason::Trap => "trap",
             DlqReason::Timeout => "timeout",
             DlqReason::MemoryLimit => "memory_limit",
+            DlqReason::FuelExhausted => "fuel_exhausted",
         }
     }
 }

@@ -27,17 +27,55 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 #[error("the handler ran past its {0:?} deadline")]
 pub struct DeadlineExceeded(pub Duration);
 
+/// Engine-wide choices, fixed for the life of the process.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Meter fuel (needed when any plugin has a fuel limit).
+    pub fuel: bool,
+    /// Keep compiled components in this directory (wasmtime's cache, keyed by the component's
+    /// bytes and the engine's compilation settings).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl RuntimeOptions {
+    /// The options `config` asks for.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self { fuel: config.meters_fuel(), cache_dir: config.cache_dir() }
+    }
+}
+
 /// The engine, the linker and the epoch ticker.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    cache: Option<wasmtime::Cache>,
+    fuel: bool,
 }
 
 impl Runtime {
-    /// Builds the engine (epoch interruption on) and the linker, and starts the epoch ticker.
+    /// A runtime without fuel metering or compilation cache.
     pub fn new() -> anyhow::Result<Arc<Self>> {
+        Self::with_options(&RuntimeOptions::default())
+    }
+
+    /// Builds the engine (epoch interruption on) and the linker, and starts the epoch ticker. A
+    /// cache directory that cannot be used is reported and compilation goes uncached.
+    pub fn with_options(options: &RuntimeOptions) -> anyhow::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        config.consume_fuel(options.fuel);
+        let cache = options.cache_dir.as_ref().and_then(|dir| {
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(dir);
+            match wasmtime::Cache::new(cache_config) {
+                Ok(cache) => Some(cache),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), error = %error, "compiled-plugin cache unavailable; compiling every load");
+                    None
+                }
+            }
+        });
+        config.cache(cache.clone());
         let engine =
             Engine::new(&config).map_err(anyhow::Error::from).context("creating the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
@@ -58,7 +96,17 @@ impl Runtime {
                 }
             })
             .context("starting the epoch ticker")?;
-        Ok(Arc::new(Self { engine, linker }))
+        Ok(Arc::new(Self { engine, linker, cache, fuel: options.fuel }))
+    }
+
+    /// Loads served from the compilation cache so far (0 without a cache).
+    pub fn cache_hits(&self) -> usize {
+        self.cache.as_ref().map_or(0, wasmtime::Cache::cache_hits)
+    }
+
+    /// Whether the engine meters fuel.
+    pub fn meters_fuel(&self) -> bool {
+        self.fuel
     }
 
     /// The shared engine.

@@ -89,6 +89,9 @@ pub fn config(dir: &Path) -> Config {
     // this avoids.
     config.kafka.producer.insert("batch.num.messages".into(), "1".into());
     config.plugins.dir = dir.to_path_buf();
+    config.plugins.reload_debounce_ms = 100;
+    // Compiled plugins are shared by every test of a run, as by the restarts of one host.
+    config.plugins.cache_dir = Some(std::env::temp_dir().join("weft-test-compiled"));
     // Many hosts run at once in the tests: each takes a free port.
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config

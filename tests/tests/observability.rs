@@ -60,7 +60,8 @@ async fn metrics_count_exactly_what_happened() {
     let memory = metric(&m, "weft_plugin_memory_bytes", &[("plugin", "echo")]);
     assert!((65536.0..=64.0 * 1048576.0).contains(&memory), "instance memory {memory}");
     assert_eq!(metric(&m, "weft_partitions_assigned", &[]), 1.0);
-    assert_eq!(metric(&m, "weft_plugin_refusals_total", &[]), 1.0);
+    assert_eq!(metric(&m, "weft_plugin_reloads_total", &[("result", "refused")]), 1.0);
+    assert_eq!(metric(&m, "weft_plugin_reloads_total", &[("result", "loaded")]), 1.0);
     assert_eq!(metric(&m, "weft_plugin_info", &[("plugin", "echo"), ("name", "echo")]), 1.0);
 
     let (status, body) = http_get(addr, "/plugins").await;

@@ -4,7 +4,10 @@
 //! input, an event with the same `id` and `data` to the `output-topic` config key (default
 //! `<input topic>.out`), keyed like the input. Extensions on the output record which version handled
 //! the input (`echoversion`, from the `version` config key) and where the input came from
-//! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery.
+//! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery. The version
+//! is `v1`, or `v2` when built with the `v2` feature; the `version` config key overrides it.
+//!
+//! The config key `describe=trap` makes `describe()` panic (a plugin that cannot be loaded).
 //!
 //! Failure injection: the config key `fail-all=permanent` rejects every event; otherwise it is
 //! driven by extensions on the input event:
@@ -23,9 +26,12 @@ struct Echo;
 
 impl Guest for Echo {
     fn describe() -> PluginInfo {
+        if host::config_get("describe").as_deref() == Some("trap") {
+            panic!("describe() is configured to trap");
+        }
         PluginInfo {
             name: host::config_get("name").unwrap_or_else(|| "echo".into()),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: if cfg!(feature = "v2") { "2.0.0".into() } else { env!("CARGO_PKG_VERSION").into() },
             description: "Emits one output event per input event".into(),
             subscriptions: vec![Subscription {
                 topic: host::config_get("topic").unwrap_or_else(|| "weft-echo-in".into()),
@@ -38,7 +44,8 @@ impl Guest for Echo {
     fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
         inject_failure(&event, &delivery)?;
         let topic = host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
-        let version = host::config_get("version").unwrap_or_else(|| "v1".into());
+        let version = host::config_get("version")
+            .unwrap_or_else(|| if cfg!(feature = "v2") { "v2" } else { "v1" }.into());
         let extensions = vec![
             ("echoversion".to_string(), version),
             ("inpartition".to_string(), delivery.partition.to_string()),

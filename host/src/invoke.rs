@@ -12,7 +12,7 @@ use crate::decode::decode;
 use crate::emit::{Emitted, Emitter};
 use crate::event::Record;
 use crate::plugin::{Failure, Limits, Plugin};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::trace::TraceParent;
 
 /// Loads `path` the way the host would, with `settings`, emitting into a capture buffer.
@@ -42,9 +42,20 @@ pub async fn invoke(
     topic: &str,
     settings: &PluginConfig,
 ) -> anyhow::Result<Invocation> {
-    let runtime = Runtime::new()?;
+    invoke_with(path, event_json, topic, settings, Limits::from_config(&Config::with_brokers("unused:9092")))
+        .await
+}
+
+/// [`invoke`] under `limits` instead of the defaults.
+pub async fn invoke_with(
+    path: &Path,
+    event_json: &[u8],
+    topic: &str,
+    settings: &PluginConfig,
+    limits: Limits,
+) -> anyhow::Result<Invocation> {
+    let runtime = Runtime::with_options(&RuntimeOptions { fuel: limits.fuel.is_some(), cache_dir: None })?;
     let emitter = Arc::new(Emitter::Capture(Mutex::new(Vec::new())));
-    let limits = Limits::from_config(&Config::with_brokers("unused:9092"));
     let plugin = Plugin::load(&runtime, path, settings, limits, emitter.clone())
         .await
         .with_context(|| format!("{} refused", path.display()))?;

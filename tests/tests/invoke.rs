@@ -82,3 +82,63 @@ async fn config_values_reach_the_plugin() {
     assert_eq!(run.emitted[0].topic, "elsewhere");
     assert_eq!(run.emitted[0].event.id, "7f3c1a52-6f0e-4f43-9a39-5c1d8e2b9a10");
 }
+
+/// A structured event for echo with the `failmode` extension.
+fn failing(mode: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "specversion": "1.0", "id": "f-1", "source": "/test", "type": "t", "failmode": mode
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_fuel_limit_stops_a_loop_long_before_the_deadline() {
+    let limits = weft::plugin::Limits {
+        fuel: Some(50_000_000),
+        timeout: std::time::Duration::from_secs(60),
+        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+    };
+    let started = std::time::Instant::now();
+    let run = weft::invoke::invoke_with(
+        Path::new(ECHO_WASM),
+        &failing("loop"),
+        "in",
+        &PluginConfig::default(),
+        limits,
+    )
+    .await
+    .unwrap();
+    let failure = run.outcome.unwrap_err();
+    assert_eq!(failure.reason(), "fuel_exhausted", "{failure}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "stopped by fuel, not by the deadline");
+    // The same limits leave an ordinary event enough fuel.
+    let fine = weft::invoke::invoke_with(
+        Path::new(ECHO_WASM),
+        &example("task-created.json"),
+        "in",
+        &PluginConfig::default(),
+        limits,
+    )
+    .await
+    .unwrap();
+    assert_eq!(fine.outcome, Ok(1));
+}
+
+#[tokio::test]
+async fn fresh_instances_with_a_cap_of_one_still_handle_events() {
+    let limits = weft::plugin::Limits {
+        instances: weft::config::InstanceStrategy::Fresh,
+        max_instances: 1,
+        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+    };
+    let run = weft::invoke::invoke_with(
+        Path::new(ECHO_WASM),
+        &example("task-created.json"),
+        "in",
+        &PluginConfig::default(),
+        limits,
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.outcome, Ok(1));
+}

@@ -131,10 +131,36 @@ fn metric_names_are_found_in_promql() {
     );
 }
 
+/// `docker-compose.yml` with merge keys applied and `${NAME:-default}` replaced by `env`'s value or
+/// the default, as `docker compose --env-file` does.
+fn compose_with(env: &std::collections::HashMap<String, String>) -> serde_norway::Value {
+    let mut text = std::fs::read_to_string(repo("docker-compose.yml")).unwrap();
+    while let Some(start) = text.find("${") {
+        let end = start + text[start..].find('}').expect("closed ${");
+        let (name, default) = text[start + 2..end].split_once(":-").expect("every variable has a default");
+        let value = env.get(name).cloned().unwrap_or_else(|| default.to_string());
+        text.replace_range(start..=end, &value);
+    }
+    let mut compose: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    compose.apply_merge().unwrap();
+    compose
+}
+
+fn env_file(path: &str) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(repo(path))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("NAME=value");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn compose_file_is_consistent_with_weft() {
-    let compose: serde_norway::Value =
-        serde_norway::from_str(&std::fs::read_to_string(repo("docker-compose.yml")).unwrap()).unwrap();
+    let compose = compose_with(&Default::default());
     let services = compose["services"].as_mapping().expect("services");
     for name in ["kafka", "weft", "prometheus", "grafana", "kafka-ui"] {
         assert!(services.contains_key(name), "service {name} missing");
@@ -147,11 +173,16 @@ fn compose_file_is_consistent_with_weft() {
             .contains("controller")
     );
 
-    // Every bind mount names a file or directory in the repository.
+    // Every bind mount names a file or directory in the repository; every named volume is declared.
+    let named = compose["volumes"].as_mapping().expect("named volumes");
     for (name, service) in services {
         for volume in service["volumes"].as_sequence().into_iter().flatten() {
             let source = volume.as_str().unwrap().split(':').next().unwrap();
-            assert!(repo(source).exists(), "{name:?} mounts {source}, which does not exist");
+            if source.starts_with('.') {
+                assert!(repo(source).exists(), "{name:?} mounts {source}, which does not exist");
+            } else {
+                assert!(named.contains_key(source), "{name:?} mounts undeclared volume {source}");
+            }
         }
     }
 
@@ -164,6 +195,12 @@ fn compose_file_is_consistent_with_weft() {
     let kafka_listeners =
         compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap();
     assert!(kafka_listeners.contains(&format!("//{}", config.kafka.brokers)), "{kafka_listeners}");
+    assert_eq!(weft["environment"]["WEFT_KAFKA_BROKERS"].as_str(), Some(config.kafka.brokers.as_str()));
+    assert!(services.iter().all(|(_, s)| s["profiles"].is_null() || s["profiles"][0] == "cluster"));
+    assert_eq!(
+        compose["services"]["kafka"]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"].as_str(),
+        Some("1@kafka:9093")
+    );
     let port = config.http.listen.port();
     assert_eq!(
         port,
@@ -178,9 +215,13 @@ fn compose_file_is_consistent_with_weft() {
         "inside a container the listener must not be loopback-only"
     );
 
-    // The image ships the plugins directory the config names.
+    // The image ships the plugins directory the config names, and compose mounts a volume there.
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     assert!(dockerfile.contains(config.plugins.dir.to_str().unwrap()));
+    let plugins_mount = format!("weft-plugins:{}", config.plugins.dir.display());
+    assert!(
+        weft["volumes"].as_sequence().unwrap().iter().any(|v| v.as_str() == Some(plugins_mount.as_str()))
+    );
     assert!(dockerfile.contains("cargo build --release --locked -p weft"));
 
     // Prometheus scrapes Weft at that port and loads the alert rules it mounts.
@@ -205,4 +246,56 @@ fn compose_file_is_consistent_with_weft() {
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo("dashboards/weft.json")).unwrap()).unwrap();
     assert!(dashboard["panels"].as_array().unwrap().iter().all(|p| p["datasource"]["uid"] == uid));
+}
+
+/// A scalar as compose passes it to the container: text.
+fn text(value: &serde_norway::Value) -> String {
+    match value {
+        serde_norway::Value::String(s) => s.clone(),
+        serde_norway::Value::Number(n) => n.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+#[test]
+fn cluster_profile_runs_three_nodes_with_replication_three_and_min_isr_two() {
+    let env = env_file("deploy/cluster.env");
+    assert_eq!(env["COMPOSE_PROFILES"], "cluster");
+    let compose = compose_with(&env);
+    let nodes: Vec<(&str, &serde_norway::Value)> = compose["services"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| s["image"].as_str().is_some_and(|i| i.starts_with("apache/kafka")))
+        .map(|(name, s)| (name.as_str().unwrap(), &s["environment"]))
+        .collect();
+    assert_eq!(nodes.len(), 3, "three Kafka nodes");
+    let voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(',').collect::<Vec<_>>();
+    let brokers = env["WEFT_KAFKA_BROKERS"].split(',').collect::<Vec<_>>();
+    let mut ids = std::collections::HashSet::new();
+    for (name, e) in &nodes {
+        let id = e["KAFKA_NODE_ID"].as_u64().unwrap();
+        assert!(ids.insert(id), "node id {id} used twice");
+        assert!(voters.contains(&format!("{id}@{name}:9093").as_str()), "{name} is not a voter: {voters:?}");
+        assert!(brokers.contains(&format!("{name}:9092").as_str()), "Weft does not bootstrap from {name}");
+        assert!(
+            e["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap().contains(&format!("INTERNAL://{name}:9092"))
+        );
+        assert_eq!(
+            e["KAFKA_CONTROLLER_QUORUM_VOTERS"].as_str(),
+            Some(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].as_str())
+        );
+        for key in ["KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] {
+            assert_eq!(text(&e[key]), "3", "{name} {key}");
+        }
+        assert_eq!(text(&e["KAFKA_MIN_INSYNC_REPLICAS"]), "2", "{name}");
+        assert_eq!(e["CLUSTER_ID"], nodes[0].1["CLUSTER_ID"], "one cluster id");
+    }
+    assert_eq!(
+        compose["services"]["weft"]["environment"]["WEFT_KAFKA_BROKERS"].as_str(),
+        Some(env["WEFT_KAFKA_BROKERS"].as_str())
+    );
+    // Weft's dead-letter topics take the broker default (3) unless configured.
+    let config = weft::Config::parse(&std::fs::read_to_string(repo("deploy/weft.toml")).unwrap()).unwrap();
+    assert_eq!(config.dlq.replication_factor, -1);
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use cloudevents::EventBuilder;
 use weft::Host;
 use weft::retry::RetrySettings;
 use weft_tests::*;
@@ -219,23 +220,52 @@ async fn invalid_records_land_in_the_dlq_byte_for_byte() {
 async fn loops_runaway_allocation_and_panics_end_in_the_dlq_with_their_reason() {
     init_logging();
     let (topic, output) = (unique("limits-in"), unique("limits-out"));
+    let (steady, steady_out) = topic_pair("limits-steady", 2).await;
     let dlq = format!("{topic}.dlq");
     create_topic(&topic, 1).await;
     create_topic(&output, 1).await;
-    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let dir = plugins_dir(&[("echo", ECHO_WASM), ("steady", ECHO_WASM)]);
     let mut config = config(&dir);
-    config.retry = fast_retries(2, 10);
+    // Two attempts a second apart: each bad event occupies the host for well over a second.
+    config.retry = fast_retries(2, 1_000);
     config.plugins.timeout_ms = 300;
     config.plugins.memory_limit_mib = 16;
     plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    plugin_config(&mut config, "steady", &[("topic", &steady), ("output-topic", &steady_out)]);
     let host = Host::start(config).await.expect("host starts");
     let producer = TestProducer::new();
     for (id, mode) in [("spin", "loop"), ("hog", "alloc"), ("boom", "trap")] {
         producer.event_with(&topic, Some(0), id, id, Mode::Binary, &[("failmode", mode)]).await;
     }
     producer.event(&topic, Some(0), "fine", "fine", Mode::Binary).await;
+    // Meanwhile another plugin's partitions keep flowing: all of its events are handled before
+    // the bad ones have used up their attempts.
+    let started = Instant::now();
+    for n in 0..300 {
+        let (headers, value) = weft::dev::binary_record(
+            &cloudevents::EventBuilderV10::new()
+                .id(format!("steady-{n}"))
+                .source("/t")
+                .ty("t")
+                .build()
+                .unwrap(),
+        );
+        producer.enqueue(&steady, &format!("k{n}"), &headers, &value);
+    }
+    producer.flush();
+    let steady_read = tokio::spawn(async move {
+        let outputs = read(&steady_out, 300, Duration::from_secs(60)).await;
+        (outputs.len(), started.elapsed())
+    });
 
     let dead = read(&dlq, 3, Duration::from_secs(60)).await;
+    let dead_after = started.elapsed();
+    let (steady_handled, steady_after) = steady_read.await.unwrap();
+    assert_eq!(steady_handled, 300);
+    assert!(
+        steady_after < dead_after,
+        "the other plugin finished after {steady_after:?}, the bad events were dead-lettered after {dead_after:?}"
+    );
     let reasons: std::collections::HashMap<&str, &str> =
         dead.iter().map(|d| (d.header("ce_id").unwrap(), d.header("weft.dlq.reason").unwrap())).collect();
     assert_eq!(reasons.get("spin"), Some(&"timeout"), "{reasons:?}");

@@ -47,6 +47,20 @@ pub struct Config {
     /// The `/metrics`, `/healthz`, `/readyz` and `/plugins` listener.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Trace export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: exporting the handler spans over OTLP (logs always go to stderr).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector to send spans to, e.g. `http://otel-collector:4318` (`/v1/traces` is
+    /// added). Unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans. Default `weft`.
+    pub service_name: Option<String>,
 }
 
 /// `[http]`: the metrics and health listener.
@@ -359,6 +373,7 @@ impl Config {
             retry: RetrySettings::default(),
             dlq: DlqConfig::default(),
             http: HttpConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 
@@ -449,6 +464,11 @@ impl Config {
             bail!("pipeline.lane_capacity must be at least 1");
         }
         RetryPolicy::default().with(&self.retry).validate("retry")?;
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            bail!("telemetry.otlp_endpoint {endpoint:?} must be an http:// or https:// URL (OTLP over HTTP)");
+        }
         if self.dlq.topic_suffix.is_empty() {
             bail!("dlq.topic_suffix is empty: a dead-letter topic must differ from its source topic");
         }

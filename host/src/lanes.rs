@@ -273,7 +273,7 @@ impl Lane {
                 .find(|(name, _)| name == "traceparent")
                 .and_then(|(_, value)| TraceParent::parse(value))
                 .map(|parent| {
-                    let child = parent.child();
+                    let child = crate::trace::continue_in(&span, &parent);
                     span.record("trace_id", child.trace_id.as_str());
                     span.record("span_id", child.span_id.as_str());
                     span.record("parent_span_id", parent.span_id.as_str());

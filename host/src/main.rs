@@ -138,20 +138,45 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
-    match execute(cli.command).await {
+    // `run` reads its configuration first: it may ask for span export.
+    let config = match &cli.command {
+        Command::Run { config } => match Config::load(config) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let format = cli.log_format;
+    let settings = config.as_ref().map(|c| c.telemetry.clone()).unwrap_or_default();
+    let telemetry = match tokio::task::spawn_blocking(move || telemetry::init(format, &settings)).await {
+        Ok(Ok(telemetry)) => telemetry,
+        Ok(Err(error)) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+        Err(error) => {
+            eprintln!("error: setting up logging: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match execute(cli.command, config).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
 }
 
-async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
+        Command::Run { .. } => {
+            let config = config.context("the configuration was not loaded")?;
             weft::run(config, shutdown_signal()).await?;
         }
         Command::Dev { brokers, plugins, rate } => {

@@ -44,6 +44,36 @@ impl TraceParent {
     }
 }
 
+/// Makes `span` the child of `parent` and returns the context to hand on (to emitted events).
+/// When spans are exported (OTLP), the exported span joins the parent's trace and its id is the one
+/// returned; otherwise the child gets a fresh span id.
+pub fn continue_in(span: &tracing::Span, parent: &TraceParent) -> TraceParent {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let (Ok(trace_id), Ok(span_id), Ok(flags)) = (
+        TraceId::from_hex(&parent.trace_id),
+        SpanId::from_hex(&parent.span_id),
+        u8::from_str_radix(&parent.flags, 16),
+    ) else {
+        return parent.child();
+    };
+    let remote = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, TraceState::default());
+    if span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote)).is_err() {
+        return parent.child();
+    }
+    let context = span.context();
+    let own = context.span().span_context().clone();
+    if own.is_valid() && own.trace_id() == trace_id {
+        TraceParent {
+            trace_id: parent.trace_id.clone(),
+            span_id: format!("{:016x}", own.span_id()),
+            flags: parent.flags.clone(),
+        }
+    } else {
+        parent.child()
+    }
+}
+
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "00-{}-{}-{}", self.trace_id, self.span_id, self.flags)

@@ -43,7 +43,7 @@ fn uuid_ish() -> String {
 /// Logs go to the test output when `RUST_LOG` is set.
 pub fn init_logging() {
     if std::env::var_os("RUST_LOG").is_some() {
-        weft::telemetry::init(weft::telemetry::LogFormat::Text);
+        let _ = weft::telemetry::init(weft::telemetry::LogFormat::Text, &Default::default());
     }
 }
 

@@ -346,6 +346,9 @@ impl Catalog {
         for p in &old.plugins {
             let d = &p.description;
             let _ = self.metrics.plugin_info.remove_label_values(&[&p.id, &d.name, &d.version, &p.digest]);
+            if !live.plugins.iter().any(|n| n.id == p.id) {
+                let _ = self.metrics.plugin_memory.remove_label_values(&[&p.id]);
+            }
         }
         for p in &live.plugins {
             let d = &p.description;

@@ -87,6 +87,12 @@ impl Metrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
+        let histogram = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
+            register(
+                &registry,
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels),
+            )
+        };
         let received = counter("weft_events_received_total", "Records read from Kafka.", &["topic"]);
         let invalid =
             counter("weft_events_invalid_total", "Records that are not valid CloudEvents.", &["topic"]);
@@ -141,16 +147,11 @@ impl Metrics {
                 &["broker"],
             ),
         );
-        let event_delay = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "weft_event_delay_seconds",
-                    "Time from the record's timestamp until every plugin finished with it.",
-                )
-                .buckets(DELAY_BUCKETS.to_vec()),
-                &["topic"],
-            ),
+        let event_delay = histogram(
+            "weft_event_delay_seconds",
+            "Time from the record's timestamp until every plugin finished with it.",
+            DELAY_BUCKETS,
+            &["topic"],
         );
         let plugin_memory = register(
             &registry,
@@ -173,16 +174,11 @@ impl Metrics {
             "Plugin directory changes by result: loaded, replaced, removed, refused.",
             &["result"],
         );
-        let plugin_compile = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "weft_plugin_compile_seconds",
-                    "Compilation and world check of a plugin file (cache: hit or miss).",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["cache"],
-            ),
+        let plugin_compile = histogram(
+            "weft_plugin_compile_seconds",
+            "Compilation and world check of a plugin file (cache: hit or miss).",
+            DURATION_BUCKETS,
+            &["cache"],
         );
         let plugin_swap = register(
             &registry,
@@ -194,13 +190,11 @@ impl Metrics {
                 .buckets(DURATION_BUCKETS.to_vec()),
             ),
         );
-        let handler_duration = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new("weft_handler_duration_seconds", "Duration of one handler call.")
-                    .buckets(DURATION_BUCKETS.to_vec()),
-                &["plugin"],
-            ),
+        let handler_duration = histogram(
+            "weft_handler_duration_seconds",
+            "Duration of one handler call.",
+            DURATION_BUCKETS,
+            &["plugin"],
         );
         let in_flight = register(
             &registry,

@@ -83,6 +83,13 @@ async fn config_values_reach_the_plugin() {
     assert_eq!(run.emitted[0].event.id, "7f3c1a52-6f0e-4f43-9a39-5c1d8e2b9a10");
 }
 
+/// Calls echo with `event` under `limits`.
+async fn echo_under(limits: weft::plugin::Limits, event: &[u8]) -> weft::invoke::Invocation {
+    weft::invoke::invoke_with(Path::new(ECHO_WASM), event, "in", &PluginConfig::default(), limits)
+        .await
+        .unwrap()
+}
+
 /// A structured event for echo with the `failmode` extension.
 fn failing(mode: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -99,29 +106,12 @@ async fn a_fuel_limit_stops_a_loop_long_before_the_deadline() {
         ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     let started = std::time::Instant::now();
-    let run = weft::invoke::invoke_with(
-        Path::new(ECHO_WASM),
-        &failing("loop"),
-        "in",
-        &PluginConfig::default(),
-        limits,
-    )
-    .await
-    .unwrap();
+    let run = echo_under(limits, &failing("loop")).await;
     let failure = run.outcome.unwrap_err();
     assert_eq!(failure.reason(), "fuel_exhausted", "{failure}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "stopped by fuel, not by the deadline");
     // The same limits leave an ordinary event enough fuel.
-    let fine = weft::invoke::invoke_with(
-        Path::new(ECHO_WASM),
-        &example("task-created.json"),
-        "in",
-        &PluginConfig::default(),
-        limits,
-    )
-    .await
-    .unwrap();
-    assert_eq!(fine.outcome, Ok(1));
+    assert_eq!(echo_under(limits, &example("task-created.json")).await.outcome, Ok(1));
 }
 
 #[tokio::test]
@@ -131,16 +121,7 @@ async fn fresh_instances_with_a_cap_of_one_still_handle_events() {
         max_instances: 1,
         ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
-    let run = weft::invoke::invoke_with(
-        Path::new(ECHO_WASM),
-        &example("task-created.json"),
-        "in",
-        &PluginConfig::default(),
-        limits,
-    )
-    .await
-    .unwrap();
-    assert_eq!(run.outcome, Ok(1));
+    assert_eq!(echo_under(limits, &example("task-created.json")).await.outcome, Ok(1));
 }
 
 /// Loads echo under `limits` and calls it with a looping event and an ordinary one at once;

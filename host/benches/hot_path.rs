@@ -1,6 +1,7 @@
 //! Per-event cost of Weft's hot path, measured in-process without Kafka:
 //! decoding a 1 KiB CloudEvent in each binding mode, and one call into a plugin (the `echo`
-//! component, which copies the event and emits it once) through a pooled instance, through a fresh
+//! component, which copies the event and emits it once; and the same component returning at once,
+//! for the cost of the call itself) through a pooled instance, through a fresh
 //! instance per event (`instances = "fresh"`), and with fuel metering on.
 //!
 //! Run: `cargo bench -p weft --bench hot_path`. Prints each figure and its ratio to the baseline
@@ -62,11 +63,10 @@ fn main() {
         let wasm = Runtime::new().unwrap();
         let compile = Instant::now();
         let limits = Limits::from_config(&Config::with_brokers("unused:9092"));
-        let load = |wasm, limits| async move {
-            Plugin::load(&wasm, Path::new(ECHO), &PluginConfig::default(), limits, Arc::new(Emitter::Discard))
-                .await
-                .unwrap()
+        let load_with = |wasm, limits, settings: PluginConfig| async move {
+            Plugin::load(&wasm, Path::new(ECHO), &settings, limits, Arc::new(Emitter::Discard)).await.unwrap()
         };
+        let load = |wasm, limits| load_with(wasm, limits, PluginConfig::default());
         let plugin = load(wasm.clone(), limits).await;
         println!(
             "{:<44} {:>8.1} ms",
@@ -103,6 +103,12 @@ fn main() {
                 per / baseline
             );
         };
+        let noop_settings = PluginConfig {
+            config: [("noop".to_string(), "1".to_string())].into(),
+            ..PluginConfig::default()
+        };
+        let noop = load_with(wasm.clone(), limits, noop_settings).await;
+        report("plugin call, handler returns at once", calls(noop, 100_000).await, 1.2, "baseline");
         let pooled = calls(plugin, 100_000).await;
         report("plugin call (1 KiB event, 1 emit, pooled)", pooled, 1.2, "baseline");
         let fresh = load(wasm.clone(), Limits { instances: InstanceStrategy::Fresh, ..limits }).await;

@@ -7,7 +7,8 @@
 //! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery. The version
 //! is `v1`, or `v2` when built with the `v2` feature; the `version` config key overrides it.
 //!
-//! The config key `describe=trap` makes `describe()` panic (a plugin that cannot be loaded).
+//! The config key `describe=trap` makes `describe()` panic (a plugin that cannot be loaded); with the
+//! config key `noop` set, `handle` returns at once (to measure the cost of a call).
 //!
 //! Failure injection: the config key `fail-all=permanent` rejects every event; otherwise it is
 //! driven by extensions on the input event:
@@ -42,6 +43,10 @@ impl Guest for Echo {
     }
 
     fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
+        if host::config_get("noop").is_some() {
+            // Measures the cost of a call itself (bench).
+            return Ok(());
+        }
         inject_failure(&event, &delivery)?;
         let topic = host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
         let version = host::config_get("version")

@@ -188,6 +188,8 @@ pub struct Shared {
     pub dead_letters: DeadLetters,
     /// Whether events no plugin wants are dead-lettered (`dlq.unrouted`).
     pub dead_letter_unrouted: bool,
+    /// The plugins in service: a removed plugin handles nothing more.
+    pub catalog: Arc<Catalog>,
 }
 
 impl Shared {

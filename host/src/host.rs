@@ -80,6 +80,7 @@ impl Host {
             stopping,
             dead_letters,
             dead_letter_unrouted: config.dlq.unrouted,
+            catalog: catalog.clone(),
         });
         let mut tasks = JoinSet::new();
         let pipeline = &config.pipeline;

@@ -140,7 +140,9 @@ enum Progress {
     Done,
     /// Some plugin must try again after this wait.
     Retry(Duration),
-    /// Shutdown began before a dead-letter write was acknowledged: leave the event unfinished.
+    /// Shutdown began before a dead-letter write was acknowledged, or the only plugins left for the
+    /// event were removed along with its topic: leave the event unfinished (uncommitted) for the
+    /// next owner of the partition.
     Abandoned,
 }
 
@@ -249,7 +251,16 @@ impl Lane {
     async fn attempt(&self, job: &mut Job) -> Progress {
         let mut retry_in: Option<Duration> = None;
         let mut still = Vec::new();
+        let live = self.shared.catalog.live();
+        let mut removed = false;
         for (plugin, attempt) in std::mem::take(&mut job.pending) {
+            // A plugin deleted from the directory handles nothing more, retries included (a
+            // replaced one is still served: its dispatched events finish on the old version).
+            if !live.plugins.iter().any(|p| p.id == plugin.id) {
+                tracing::info!(plugin = %plugin.id, topic = %job.record.topic, offset = job.record.offset, "plugin removed; not handling this event");
+                removed = true;
+                continue;
+            }
             let span = tracing::info_span!(
                 "event",
                 messaging.system = "kafka",
@@ -310,6 +321,11 @@ impl Lane {
         job.pending = still;
         match retry_in {
             Some(delay) => Progress::Retry(delay),
+            // Its topic is no longer consumed: left uncommitted, for the plugin's return.
+            None if removed && !live.subscribes(&job.record.topic) => {
+                self.shared.metrics.in_flight.dec();
+                Progress::Abandoned
+            }
             None => Progress::Done,
         }
     }

@@ -232,6 +232,47 @@ async fn a_dropped_plugin_starts_within_two_seconds_and_a_deleted_one_stops_with
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_plugin_drops_its_pending_retries_without_dead_letters() {
+    init_logging();
+    let (topic, output) = topic_pair("drop-retries", 1).await;
+    let dlq = format!("{topic}.dlq");
+    create_topic(&dlq, 1).await;
+    let dir = plugins_dir(&[("flaky", ECHO_WASM)]);
+    let mut config = config(&dir);
+    config.retry = weft::retry::RetrySettings {
+        max_attempts: Some(3),
+        initial_backoff_ms: Some(1_500),
+        jitter: Some(0.0),
+        ..Default::default()
+    };
+    plugin_config(&mut config, "flaky", &[("topic", &topic), ("output-topic", &output)]);
+    let group = config.kafka.group_id.clone();
+    let host = Host::start(config).await.expect("host starts");
+    let producer = TestProducer::new();
+    for n in 0..3 {
+        let id = format!("failing-{n}");
+        producer.event_with(&topic, None, &id, &id, Mode::Binary, &[("failmode", "retryable")]).await;
+    }
+    let retried = || host.metrics().retried.with_label_values(&[&topic, "flaky"]).get();
+    assert!(eventually(Duration::from_secs(30), || retried() >= 3).await, "the events were not retried");
+
+    // Deleted while its events wait for their next attempts: those attempts never come, and the
+    // events stay uncommitted instead of going to the dead-letter topic.
+    std::fs::remove_file(dir.join("flaky.wasm")).unwrap();
+    assert!(eventually(Duration::from_secs(5), || host.topics().is_empty()).await);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        read_all(&dlq, Duration::from_secs(1)).await.is_empty(),
+        "retries of a removed plugin were dead-lettered"
+    );
+    assert_eq!(retried(), 3, "a removed plugin was called again");
+    assert_eq!(host.metrics().in_flight.get(), 0);
+    host.shutdown().await.expect("graceful shutdown");
+    let (committed, end) = committed_and_end(&group, &topic, 1)[0];
+    assert!(committed <= 0 && end == 3, "committed {committed} of {end}: the unhandled events must stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_written_while_running_are_refused_and_the_running_version_keeps_serving() {
     init_logging();
     let (topic, output) = topic_pair("badfiles", 1).await;

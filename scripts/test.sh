@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Weft's whole test suite from a clean checkout: installs what it needs (the wasm32-wasip2
-# target, the tansu test broker), starts the broker on a free loopback port, runs every test, and
-# stops the broker. Extra arguments go to `cargo test`.
+# target, the tansu test broker, componentize-js from npm for the JavaScript plugin), starts the
+# broker on a free loopback port, runs every test, and stops the broker. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ fi
 
 rustup target add wasm32-wasip2 >/dev/null
 scripts/kafka.sh install
+# Plugins written in other languages, built with their own ecosystems' tools.
+WEFT_TEST_JS_PLUGINS=$(scripts/js-plugins.sh)
+export WEFT_TEST_JS_PLUGINS
 
 export WEFT_KAFKA_STATE="${TMPDIR:-/tmp}/weft-kafka-test-$$"
 trap 'scripts/kafka.sh stop' EXIT

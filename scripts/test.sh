@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Weft's whole test suite from a clean checkout: installs what it needs (the wasm32-wasip2
-# target, the tansu test broker, componentize-js from npm for the JavaScript plugin), starts the
+# target, the tansu test broker, componentize-js from npm and componentize-py
+# from PyPI for the JavaScript and Python plugins), starts the
 # broker on a free loopback port, runs every test, and stops the broker. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,8 @@ fi
 rustup target add wasm32-wasip2 >/dev/null
 scripts/kafka.sh install
 # Plugins written in other languages, built with their own ecosystems' tools.
-WEFT_TEST_JS_PLUGINS=$(scripts/js-plugins.sh)
-export WEFT_TEST_JS_PLUGINS
+WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)
+export WEFT_TEST_POLYGLOT_PLUGINS
 
 export WEFT_KAFKA_STATE="${TMPDIR:-/tmp}/weft-kafka-test-$$"
 trap 'scripts/kafka.sh stop' EXIT

@@ -1,5 +1,6 @@
 // Builds task-updates.wasm: the JavaScript module compiled into a component of the weft:handler
-// world (SpiderMonkey embedded). `npm install && npm run build`, or `node build.mjs OUT.wasm`.
+// world (SpiderMonkey embedded). `npm install && npm run build`, or `node build.mjs OUT.wasm`
+// (scripts/polyglot-plugins.sh builds every plugin written in another language).
 import { componentize } from '@bytecodealliance/componentize-js';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';

@@ -1,6 +1,7 @@
 //! Plugins written in other languages run like Rust ones: the JavaScript `task-updates` plugin
-//! (plugins/task-updates-js, built by scripts/js-plugins.sh, which scripts/test.sh runs) handles
-//! Todo task events from a real broker, emits through the host, and fails bad events permanently.
+//! (plugins/task-updates-js) and the Python `notifications` plugin (plugins/notifications-py), built
+//! by scripts/polyglot-plugins.sh (which scripts/test.sh runs), handle Todo events from a real
+//! broker, emit through the host, and fail bad events permanently.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,13 +9,28 @@ use std::time::Duration;
 use weft::Host;
 use weft_tests::*;
 
-fn js_plugin(name: &str) -> PathBuf {
-    let dir = std::env::var("WEFT_TEST_JS_PLUGINS").expect(
-        "WEFT_TEST_JS_PLUGINS is not set: run ./scripts/test.sh, or `export WEFT_TEST_JS_PLUGINS=$(scripts/js-plugins.sh)`",
+fn polyglot_plugin(name: &str) -> PathBuf {
+    let dir = std::env::var("WEFT_TEST_POLYGLOT_PLUGINS").expect(
+        "WEFT_TEST_POLYGLOT_PLUGINS is not set: run ./scripts/test.sh, or \
+         `export WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)`",
     );
     let path = PathBuf::from(dir).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/js-plugins.sh", path.display());
+    assert!(path.exists(), "{} is missing: run scripts/polyglot-plugins.sh", path.display());
     path
+}
+
+/// A host running plugin `id` from `path`, reading `topic` (events of `types`) and writing `output`.
+async fn host_with(id: &str, path: &std::path::Path, topic: &str, types: &str, output: &str) -> Host {
+    let dir = plugins_dir(&[(id, path.to_str().unwrap())]);
+    let mut config = config(&dir);
+    config.retry.max_attempts = Some(1);
+    plugin_config(&mut config, id, &[("output-topic", output)]);
+    config.plugin.get_mut(id).unwrap().subscriptions = Some(vec![weft::route::SubscriptionSpec {
+        topic: topic.to_string(),
+        types: vec![types.into()],
+        sources: vec![],
+    }]);
+    Host::start(config).await.expect("host starts with the plugin")
 }
 
 fn example(name: &str) -> Vec<u8> {
@@ -28,18 +44,8 @@ async fn a_javascript_plugin_handles_task_events_from_kafka() {
     let (topic, output) = topic_pair("js-tasks", 1).await;
     let dlq = format!("{topic}.dlq");
     create_topic(&dlq, 1).await;
-    let plugin = js_plugin("task-updates");
-    let dir = plugins_dir(&[("task-updates", plugin.to_str().unwrap())]);
-    let mut config = config(&dir);
-    config.retry.max_attempts = Some(1);
-    plugin_config(&mut config, "task-updates", &[("output-topic", &output)]);
-    config.plugin.get_mut("task-updates").unwrap().subscriptions =
-        Some(vec![weft::route::SubscriptionSpec {
-            topic: topic.clone(),
-            types: vec!["com.example.task.*".into()],
-            sources: vec![],
-        }]);
-    let host = Host::start(config).await.expect("host starts with the JavaScript plugin");
+    let plugin = polyglot_plugin("task-updates");
+    let host = host_with("task-updates", &plugin, &topic, "com.example.task.*", &output).await;
     let loaded = host.plugins();
     assert_eq!(loaded[0].description.name, "task-updates");
     assert_eq!(loaded[0].description.subscriptions[0].types, ["com.example.task.*"]);
@@ -71,6 +77,55 @@ async fn a_javascript_plugin_handles_task_events_from_kafka() {
     assert_eq!(dead[0].header("weft.dlq.reason"), Some("permanent_error"));
     assert_eq!(dead[0].header("weft.dlq.plugin"), Some("task-updates"));
     assert!(dead[0].header("weft.dlq.error").unwrap().contains("has no task_id/user_id"));
+    assert!(eventually(Duration::from_secs(10), || host.metrics().in_flight.get() == 0).await);
+    host.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_handles_reminders_from_kafka() {
+    init_logging();
+    let (topic, output) = topic_pair("py-reminders", 1).await;
+    let dlq = format!("{topic}.dlq");
+    create_topic(&dlq, 1).await;
+    let plugin = polyglot_plugin("notifications");
+    let host = host_with("notifications", &plugin, &topic, "com.example.reminder.*", &output).await;
+    assert_eq!(host.plugins()[0].description.name, "notifications");
+
+    let producer = TestProducer::new();
+    let structured: &[u8] = b"application/cloudevents+json";
+    for (id, kind) in [("r-1", "1_day_before"), ("r-2", "next_week"), ("r-3", "1_hour_before")] {
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": id, "source": "/todo/reminders",
+            "type": "com.example.reminder.due", "datacontenttype": "application/json",
+            "data": {
+                "task_id": "task-42", "user_id": "user-7", "title": "Renew passport",
+                "remind_at": "2026-11-24T09:00:00Z", "reminder_type": kind,
+            },
+        });
+        let value = serde_json::to_vec(&event).unwrap();
+        producer
+            .raw(&topic, None, Some(b"user-7"), &[("content-type", Some(structured))], Some(&value))
+            .await;
+    }
+
+    // One user's notifications in order; the unknown reminder type is dead-lettered.
+    let outputs = read(&output, 2, Duration::from_secs(120)).await;
+    let messages: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            assert_eq!(o.key.as_deref(), Some("user-7"));
+            assert_eq!(o.header("ce_type"), Some("com.example.notification.requested"));
+            let data: serde_json::Value = serde_json::from_slice(&o.value).unwrap();
+            data["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(messages, ["Renew passport is due tomorrow", "Renew passport is due in one hour"]);
+    let dead = read(&dlq, 1, Duration::from_secs(60)).await;
+    // Dead-lettered byte for byte: the structured record with its id inside.
+    assert_eq!(dead[0].header("weft.original.offset"), Some("1"));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&dead[0].value).unwrap()["id"], "r-2");
+    assert_eq!(dead[0].header("weft.dlq.reason"), Some("permanent_error"));
+    assert!(dead[0].header("weft.dlq.error").unwrap().contains("unknown reminder_type 'next_week'"));
     assert!(eventually(Duration::from_secs(10), || host.metrics().in_flight.get() == 0).await);
     host.shutdown().await.expect("graceful shutdown");
 }

@@ -306,7 +306,10 @@ impl Plugin {
     /// first event, less the compilation — once, at the first event; `None` afterwards.
     pub fn first_event_latency(&self) -> Option<Duration> {
         let stable_at = self.stable_at?;
-        if self.first_event.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let first = &self.first_event;
+        if first.load(std::sync::atomic::Ordering::Relaxed)
+            || first.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             return None;
         }
         Some(stable_at.elapsed().saturating_sub(self.compile_time))

@@ -70,6 +70,12 @@ pub async fn create_topic(topic: &str, partitions: i32) {
     }
 }
 
+/// The bytes of `examples/events/<name>`, a structured-mode CloudEvent.
+pub fn example(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events").join(name))
+        .unwrap_or_else(|e| panic!("reading examples/events/{name}: {e}"))
+}
+
 /// A plugins directory holding copies of `plugins` as `(file stem, source path)`.
 pub fn plugins_dir(plugins: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(unique("weft-plugins"));

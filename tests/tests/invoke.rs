@@ -3,11 +3,7 @@
 use std::path::Path;
 
 use weft::config::PluginConfig;
-use weft_tests::{AUDIT_WASM, ECHO_WASM, WRONG_WORLD_WASM};
-
-fn example(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events").join(name)).unwrap()
-}
+use weft_tests::{AUDIT_WASM, ECHO_WASM, WRONG_WORLD_WASM, example};
 
 #[tokio::test]
 async fn check_reports_what_the_plugin_describes() {

@@ -33,11 +33,6 @@ async fn host_with(id: &str, path: &std::path::Path, topic: &str, types: &str, o
     Host::start(config).await.expect("host starts with the plugin")
 }
 
-fn example(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events").join(name))
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_javascript_plugin_handles_task_events_from_kafka() {
     init_logging();

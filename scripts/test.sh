@@ -23,4 +23,4 @@ WEFT_TEST_BROKERS=$(scripts/kafka.sh start)
 export WEFT_TEST_BROKERS
 echo "test broker: $WEFT_TEST_BROKERS" >&2
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

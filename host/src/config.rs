@@ -23,6 +23,10 @@ pub const ENV_PLUGINS_DIR: &str = "WEFT_PLUGINS_DIR";
 const MANAGED_CONSUMER_PROPERTIES: &[&str] =
     &["bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.auto.commit"];
 
+/// Producer properties that dead letters and emits depend on, with the values that keep them safe.
+const PRODUCER_GUARANTEES: &[(&str, &[&str])] =
+    &[("acks", &["all", "-1"]), ("enable.idempotence", &["true"])];
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,7 +159,8 @@ pub struct PluginsConfig {
     /// interrupted and counts as a failure of the event.
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
-    /// Largest linear memory one plugin instance may grow to, in MiB.
+    /// Memory one plugin instance may hold, in MiB: all of its linear memories and tables together
+    /// (a table element counts 8 bytes). Growth past it traps the call (reason `memory_limit`).
     #[serde(default = "defaults::memory_limit_mib")]
     pub memory_limit_mib: u64,
     /// Fuel (roughly, WebAssembly instructions) one call may burn before it is stopped. Unset: no
@@ -279,6 +284,10 @@ pub struct PipelineConfig {
     /// new events until its retries drain (the fetch loop then waits: backpressure).
     #[serde(default = "defaults::max_parked")]
     pub max_parked: usize,
+    /// How long a partition's oldest unfinished event may wait before `/readyz` reports the
+    /// partition as stalled, in milliseconds. Leave room for the longest retry schedule.
+    #[serde(default = "defaults::stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
 }
 
 mod defaults {
@@ -313,6 +322,9 @@ mod defaults {
     }
     pub fn max_parked() -> usize {
         1_000
+    }
+    pub fn stall_timeout_ms() -> u64 {
+        300_000
     }
     pub fn http_listen() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
@@ -352,6 +364,7 @@ impl Default for PipelineConfig {
             lane_capacity: defaults::lane_capacity(),
             drain_timeout_ms: defaults::drain_timeout_ms(),
             max_parked: defaults::max_parked(),
+            stall_timeout_ms: defaults::stall_timeout_ms(),
         }
     }
 }
@@ -462,6 +475,29 @@ impl Config {
         }
         if self.pipeline.lane_capacity == 0 {
             bail!("pipeline.lane_capacity must be at least 1");
+        }
+        if self.pipeline.max_parked == 0 {
+            bail!(
+                "pipeline.max_parked must be at least 1 (a lane must be able to hold the event it retries)"
+            );
+        }
+        if self.pipeline.stall_timeout_ms == 0 {
+            bail!("pipeline.stall_timeout_ms must be greater than 0");
+        }
+        for (table, properties) in
+            [("kafka.properties", &self.kafka.properties), ("kafka.producer", &self.kafka.producer)]
+        {
+            for (key, safe) in PRODUCER_GUARANTEES {
+                if let Some(value) = properties.get(*key)
+                    && !safe.contains(&value.to_ascii_lowercase().as_str())
+                {
+                    bail!(
+                        "{table}.\"{key}\" = {value:?} would let emitted events and dead letters be lost or \
+                         duplicated; Weft needs {}",
+                        safe.join(" or ")
+                    );
+                }
+            }
         }
         RetryPolicy::default().with(&self.retry).validate("retry")?;
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
@@ -592,6 +628,25 @@ mod tests {
             .unwrap();
         assert!(zero.validate().unwrap_err().to_string().contains("plugin.audit.limits.max_instances"));
         assert!(!Config::parse(minimal()).unwrap().meters_fuel());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        let refused = |text: &str, key: &str| {
+            let config = Config::parse(&format!("[kafka]\nbrokers = \"b:9092\"\n{text}")).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        };
+        refused("[pipeline]\nmax_parked = 0\n", "pipeline.max_parked");
+        refused("[pipeline]\nstall_timeout_ms = 0\n", "pipeline.stall_timeout_ms");
+        refused("[kafka.producer]\nacks = \"1\"\n", "kafka.producer.\"acks\"");
+        refused(
+            "[kafka.properties]\n\"enable.idempotence\" = \"false\"\n",
+            "kafka.properties.\"enable.idempotence\"",
+        );
+        let safe =
+            Config::parse("[kafka]\nbrokers = \"b:9092\"\n[kafka.producer]\nacks = \"all\"\n").unwrap();
+        safe.validate().unwrap();
     }
 
     #[test]

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::catalog::{Catalog, Live};
-use crate::decode::decode;
-use crate::dlq::{self, DeadLetters, Letter, RawRecord};
+use crate::decode::{DecodeError, decode};
+use crate::dlq::{self, DeadLetters, RawRecord};
 use crate::event::Record;
 use crate::lanes::{Job, Lanes, TrySend};
 use crate::metrics::Metrics;
@@ -135,6 +135,7 @@ impl ConsumerContext for GroupContext {
         if !self.stopping.load(Ordering::SeqCst) && can_block {
             tokio::task::block_in_place(|| self.drain(partitions));
         }
+        store_positions(&self.tracker, consumer);
         commit(consumer);
         for p in partitions.elements() {
             self.tracker.forget(p.topic(), p.partition());
@@ -193,39 +194,31 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Dead-letters `raw` in the background, then finishes it. Used for records that never reach a
-    /// lane, so the fetch loop does not wait for the broker.
-    fn dead_letter_then_finish(
-        self: &Arc<Self>,
-        ticket: Ticket,
-        raw: RawRecord,
-        reason: DlqReason,
-        error: String,
-    ) {
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let letter = Letter { reason, error: &error, plugin: None, attempts: 0 };
-            if shared.dead_letters.write(&raw, &letter).await.is_ok() {
-                shared.finish(&ticket);
-            }
-        });
-    }
-
-    /// Marks an event finished and stores the partition's new commit position if it moved.
+    /// Marks an event finished. Its partition's position reaches librdkafka with the next
+    /// [`store_positions`].
     pub fn finish(&self, ticket: &Ticket) {
         self.metrics.in_flight.dec();
-        let Some(next) = self.tracker.finish(ticket) else {
-            return;
-        };
-        let mut tpl = TopicPartitionList::with_capacity(1);
-        if let Err(error) = tpl.add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(next)) {
-            tracing::error!(%error, "cannot build the offset list");
-            return;
+        self.tracker.finish(ticket);
+    }
+}
+
+/// How often finished positions are handed to librdkafka, which commits the stored offsets every
+/// `auto.commit.interval.ms` and on revocation and shutdown (each of which stores first).
+pub const STORE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Stores the commit position of every partition whose finished run grew, in one call. Positions
+/// only ever grow (see `offsets.rs`).
+pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTracker, consumer: &K) {
+    let result = tracker.store(|moved| {
+        let mut tpl = TopicPartitionList::with_capacity(moved.len());
+        for &(topic, partition, position) in moved {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(position))?;
         }
-        if let Err(error) = self.consumer.store_offsets(&tpl) {
-            // The partition was revoked meanwhile; its new owner handles the rest.
-            tracing::debug!(%error, topic = %ticket.topic, partition = ticket.partition, "offset not stored");
-        }
+        consumer.store_offsets(&tpl)
+    });
+    if let Err(error) = result {
+        // Every partition in the list was revoked meanwhile; their new owners handle the rest.
+        tracing::debug!(%error, "offsets not stored");
     }
 }
 
@@ -245,6 +238,8 @@ pub async fn fetch_loop(
     // `max.poll.interval.ms`) without fetching more, and resumes once the lanes have room.
     let mut held: VecDeque<Job> = VecDeque::new();
     let mut paused = false;
+    let mut store_tick = tokio::time::interval(STORE_INTERVAL);
+    store_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some(job) = held.pop_front() {
             match lanes.try_send(job) {
@@ -267,6 +262,10 @@ pub async fn fetch_loop(
         let message = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
+            _ = store_tick.tick() => {
+                store_positions(&shared.tracker, shared.consumer.as_ref());
+                continue;
+            }
             Ok(()) = swaps.changed() => {
                 follow_topics(&shared, &catalog.live().topics, &mut subscribed);
                 continue;
@@ -327,6 +326,26 @@ fn set_paused(shared: &Shared, pause: bool) {
     shared.metrics.fetch_paused.set(i64::from(pause));
 }
 
+/// A header with its name as text.
+type TextHeader<'a> = (&'a str, Option<&'a [u8]>);
+
+/// The headers with their names as text. The Kafka protocol makes a header name a UTF-8 string;
+/// a record that breaks that is not read any further.
+fn utf8_names<'a>(
+    headers: &[crate::headers::HeaderBytes<'a>],
+) -> Result<Vec<TextHeader<'a>>, DecodeError> {
+    headers
+        .iter()
+        .map(|&(name, value)| match std::str::from_utf8(name) {
+            Ok(name) => Ok((name, value)),
+            Err(_) => Err(DecodeError::from(format!(
+                "header name {} is not UTF-8 (the Kafka protocol requires UTF-8 header names)",
+                crate::headers::printable(name)
+            ))),
+        })
+        .collect()
+}
+
 /// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are
 /// finished here; the rest become lane jobs.
 fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> Option<Job> {
@@ -340,25 +359,33 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
     shared.metrics.received.with_label_values(&[topic]).inc();
     shared.metrics.in_flight.inc();
     let ticket = shared.tracker.begin(topic, partition, offset);
-    let headers: Vec<(&str, Option<&[u8]>)> =
-        message.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+    // Names and values as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
+    let header_bytes = message.headers().map(crate::headers::read).unwrap_or_default();
     let raw = RawRecord {
         topic: topic.to_string(),
         partition,
         offset,
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
+        headers: header_bytes.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect(),
         timestamp_ms: message.timestamp().to_millis(),
     };
-    let replay_plugin = headers.iter().find(|(k, _)| *k == dlq::REPLAY_PLUGIN).and_then(|(_, v)| *v);
-    let (event, headers) = match decode(&headers, message.payload()) {
+    let decoded = utf8_names(&header_bytes).and_then(|headers| {
+        let replay_plugin = headers.iter().find(|(k, _)| *k == dlq::REPLAY_PLUGIN).and_then(|(_, v)| *v);
+        decode(&headers, message.payload()).map(|decoded| (decoded, replay_plugin))
+    });
+    let ((event, headers), replay_plugin) = match decoded {
         Ok(decoded) => decoded,
         Err(reason) => {
             tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; dead-lettering");
             shared.metrics.invalid.with_label_values(&[topic]).inc();
-            shared.dead_letter_then_finish(ticket, raw, DlqReason::InvalidCloudevent, reason.to_string());
-            return None;
+            return Some(Job::refused(
+                ticket,
+                record(message),
+                raw,
+                DlqReason::InvalidCloudevent,
+                reason.to_string(),
+            ));
         }
     };
     let mut plugins = live.router.route(topic, &event);
@@ -372,20 +399,24 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         if shared.dead_letter_unrouted {
             let error =
                 format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
-            shared.dead_letter_then_finish(ticket, raw, DlqReason::NoRoute, error);
-        } else {
-            shared.finish(&ticket);
+            return Some(Job::refused(ticket, record(message), raw, DlqReason::NoRoute, error));
         }
+        shared.finish(&ticket);
         return None;
     }
-    let record = Record {
-        topic: topic.to_string(),
-        partition,
-        offset,
+    let record = Record { headers, ..record(message) };
+    let pending = plugins.into_iter().map(|p| (p, 1)).collect();
+    Some(Job { ticket, event: Ok(event.into()), record, raw: Arc::new(raw), pending })
+}
+
+/// The record as handlers see it, without its headers (those come from decoding).
+fn record(message: &BorrowedMessage<'_>) -> Record {
+    Record {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
         timestamp_ms: message.timestamp().to_millis(),
-        headers,
-    };
-    let pending = plugins.into_iter().map(|p| (p, 1)).collect();
-    Some(Job { ticket, event: event.into(), record, raw: Arc::new(raw), pending })
+        headers: Vec::new(),
+    }
 }

@@ -20,6 +20,12 @@ use crate::event::{CloudEvent, is_valid_extension_name};
 #[error("{0}")]
 pub struct DecodeError(String);
 
+impl From<String> for DecodeError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 impl DecodeError {
     fn new(message: impl Into<String>) -> Self {
         Self(message.into())
@@ -245,6 +251,14 @@ fn is_json_media_type(content_type: &str) -> bool {
     media == "application/json" || media == "text/json" || media.ends_with("+json")
 }
 
+/// The attributes the CloudEvents spec defines (as opposed to extensions).
+fn is_context_attribute(name: &str) -> bool {
+    matches!(
+        name,
+        "specversion" | "id" | "source" | "type" | "datacontenttype" | "dataschema" | "subject" | "time"
+    )
+}
+
 /// A structured-mode event as read from JSON: attributes, and `data` left as raw JSON.
 struct Structured<'a> {
     attributes: Attributes,
@@ -291,6 +305,13 @@ impl<'de: 'a, 'a> Visitor<'de> for StructuredVisitor<'a> {
                     let value = match map.next_value::<Option<AttributeValue>>()? {
                         None => continue,
                         Some(AttributeValue::Str(s)) => s,
+                        // The JSON event format types every context attribute as a JSON string;
+                        // only extensions may be numbers or booleans.
+                        Some(_) if is_context_attribute(name) => {
+                            return Err(de::Error::custom(format!(
+                                "attribute `{name}` must be a JSON string"
+                            )));
+                        }
                         Some(AttributeValue::Bool(b)) => b.to_string(),
                         Some(AttributeValue::Number(n)) => n.to_string(),
                         Some(AttributeValue::Other(_)) => {
@@ -404,6 +425,12 @@ mod tests {
         assert!(reason(&s, old.as_bytes()).contains("0.3"));
         let bad_time = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#;
         assert!(reason(&s, bad_time.as_bytes()).contains("RFC 3339"));
+        let numeric_id = r#"{"specversion":"1.0","id":99,"source":"s","type":"t"}"#;
+        assert!(reason(&s, numeric_id.as_bytes()).contains("`id` must be a JSON string"));
+        let bool_type = r#"{"specversion":"1.0","id":"1","source":"s","type":true}"#;
+        assert!(reason(&s, bool_type.as_bytes()).contains("`type` must be a JSON string"));
+        let numeric_version = r#"{"specversion":1.0,"id":"1","source":"s","type":"t"}"#;
+        assert!(reason(&s, numeric_version.as_bytes()).contains("`specversion` must be a JSON string"));
         let nested = r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":{"a":1}}"#;
         assert!(reason(&s, nested.as_bytes()).contains("string, number or boolean"));
     }

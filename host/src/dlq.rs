@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::DlqConfig;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::DlqReason;
 
@@ -55,8 +57,9 @@ pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     /// Value bytes.
     pub value: Option<Vec<u8>>,
-    /// Every header, in order, with null values kept as `None`.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Every header, in order, names and values as bytes (a name need not be UTF-8), with null
+    /// values kept as `None`.
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Record timestamp, milliseconds since the Unix epoch.
     pub timestamp_ms: Option<i64>,
 }
@@ -85,21 +88,30 @@ pub struct DeadLetters {
     config: DlqConfig,
     metrics: Metrics,
     stopping: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl DeadLetters {
-    /// A writer using `producer` (which must be idempotent with `acks=all`).
+    /// A writer using `producer`, which must be idempotent with `acks=all` and should be its own:
+    /// sharing one with plugin emits would let a plugin that emits a lot fill its queue and hold
+    /// dead letters back. Failures are reported to `health`.
     pub fn new(
         producer: FutureProducer,
         config: DlqConfig,
         metrics: Metrics,
         stopping: Arc<AtomicBool>,
+        health: Arc<Health>,
     ) -> Self {
-        Self { producer, config, metrics, stopping }
+        Self { producer, config, metrics, stopping, health }
     }
 
     /// Writes `record` to its dead-letter topic and waits for the acknowledgement, retrying failed
-    /// writes with backoff (100 ms doubling to 10 s) until one succeeds or shutdown begins.
+    /// writes with backoff (100 ms doubling to 10 s) until one succeeds or shutdown begins. The
+    /// record's offset cannot be committed before, so while writes fail the host says so: every
+    /// failure is logged, counted (`weft_dlq_write_failures_total`) and makes `/readyz` answer 503
+    /// until a write succeeds. Errors that no retry fixes (record too large for the dead-letter
+    /// topic, no authorization, missing topic) are retried too — the event is never dropped — and
+    /// logged as needing the operator.
     pub async fn write(&self, record: &RawRecord, letter: &Letter<'_>) -> Result<(), Stopped> {
         let topic = self.config.topic_for(&record.topic);
         let mut backoff = Duration::from_millis(100);
@@ -113,6 +125,7 @@ impl DeadLetters {
             }
             match self.producer.send(out, Duration::from_secs(30)).await {
                 Ok(_) => {
+                    self.health.dead_letter_written();
                     self.metrics
                         .dead_lettered
                         .with_label_values(&[&record.topic, letter.reason.as_str()])
@@ -126,7 +139,19 @@ impl DeadLetters {
                 }
                 Err((error, _)) => {
                     self.metrics.dlq_write_failures.inc();
-                    tracing::error!(%error, dlq = %topic, retry_in = ?backoff, "dead-letter write failed; retrying");
+                    self.health.dead_letter_failed(format!("{topic}: {error}"));
+                    if crate::kafka::refused_for_good(&error)
+                        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                    {
+                        tracing::error!(
+                            %error, dlq = %topic, retry_in = ?backoff,
+                            source = %record.topic, partition = record.partition, offset = record.offset,
+                            "dead-letter write refused; it will keep failing until the topic or the \
+                             permissions are fixed (the partition does not commit past this record meanwhile)"
+                        );
+                    } else {
+                        tracing::error!(%error, dlq = %topic, retry_in = ?backoff, "dead-letter write failed; retrying");
+                    }
                     if self.stopping.load(Ordering::SeqCst) {
                         return Err(Stopped);
                     }
@@ -201,10 +226,8 @@ pub async fn ensure_topics(kafka: &crate::config::KafkaConfig, config: &DlqConfi
 
 /// The original headers followed by the dead-letter headers.
 pub fn dead_letter_headers(record: &RawRecord, letter: &Letter<'_>) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 10);
-    for (key, value) in &record.headers {
-        headers = headers.insert(Header { key, value: value.as_deref() });
-    }
+    let mut headers =
+        crate::headers::build(record.headers.iter().map(|(key, value)| (key.as_slice(), value.as_deref())));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     let mut added = vec![
         (REASON, letter.reason.as_str().to_string()),
@@ -241,7 +264,6 @@ fn truncate(text: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::message::Headers;
 
     use super::*;
 
@@ -253,7 +275,11 @@ mod tests {
             offset: 41,
             key: Some(b"o-1".to_vec()),
             value: Some(b"{}".to_vec()),
-            headers: vec![("ce_id".into(), Some(b"e1".to_vec())), ("nullable".into(), None)],
+            headers: vec![
+                (b"ce_id".to_vec(), Some(b"e1".to_vec())),
+                (b"nullable".to_vec(), None),
+                (b"\xff\xfe".to_vec(), Some(b"v".to_vec())),
+            ],
             timestamp_ms: Some(1_700_000_000_000),
         };
         let letter = Letter {
@@ -263,10 +289,14 @@ mod tests {
             attempts: 1,
         };
         let headers = dead_letter_headers(&record, &letter);
-        let all: Vec<(String, Option<Vec<u8>>)> =
-            headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect();
+        let all: Vec<(String, Option<Vec<u8>>)> = crate::headers::read(headers.as_borrowed())
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.map(<[u8]>::to_vec)))
+            .collect();
         assert_eq!(all[0], ("ce_id".to_string(), Some(b"e1".to_vec())));
         assert_eq!(all[1], ("nullable".to_string(), None));
+        let name = crate::headers::read(headers.as_borrowed())[2].0.to_vec();
+        assert_eq!(name, b"\xff\xfe", "a name that is not UTF-8 is written back byte for byte");
         let get = |k: &str| {
             all.iter()
                 .find(|(n, _)| n == k)

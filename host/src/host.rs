@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::consumer::{self, GroupContext, Shared, WeftConsumer};
 use crate::dlq::DeadLetters;
 use crate::emit::Emitter;
+use crate::health::Health;
 use crate::http;
 use crate::kafka;
 use crate::lanes::Lanes;
@@ -27,11 +28,14 @@ use crate::runtime::{Runtime, RuntimeOptions};
 /// A running host.
 pub struct Host {
     shared: Arc<Shared>,
-    producer: FutureProducer,
+    /// The emit producer and the dead-letter producer, flushed at shutdown.
+    producers: [FutureProducer; 2],
     catalog: Arc<Catalog>,
     stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    /// Every long-lived task, each resolving to its name: one that ends before shutdown is a failure.
+    tasks: JoinSet<&'static str>,
     http_addr: Option<std::net::SocketAddr>,
+    health: Arc<Health>,
 }
 
 impl Host {
@@ -71,8 +75,23 @@ impl Host {
             "weft started"
         );
 
-        let dead_letters =
-            DeadLetters::new(producer.clone(), config.dlq.clone(), metrics.clone(), stopping.clone());
+        let health = Arc::new(Health::new(
+            tracker.clone(),
+            metrics.clone(),
+            Duration::from_millis(config.pipeline.stall_timeout_ms),
+        ));
+        // Dead letters get their own producer: a plugin that emits a lot cannot fill its queue.
+        let dlq_producer: FutureProducer = kafka::producer_config(&config.kafka)
+            .set("client.id", "weft-dlq")
+            .create()
+            .context("creating the dead-letter producer")?;
+        let dead_letters = DeadLetters::new(
+            dlq_producer.clone(),
+            config.dlq.clone(),
+            metrics.clone(),
+            stopping.clone(),
+            health.clone(),
+        );
         let shared = Arc::new(Shared {
             consumer: Arc::new(consumer),
             tracker,
@@ -93,11 +112,18 @@ impl Host {
         );
         let (stop, stop_rx) = watch::channel(false);
         let http_addr = if config.http.enabled {
-            let status =
-                Arc::new(http::Status { metrics: shared.metrics.clone(), catalog: catalog.clone(), joined });
+            let status = Arc::new(http::Status {
+                metrics: shared.metrics.clone(),
+                catalog: catalog.clone(),
+                joined,
+                health: health.clone(),
+            });
             let (addr, task) = http::serve(config.http.listen, status, stop_rx.clone()).await?;
             tasks.spawn(async move {
-                let _ = task.await;
+                if let Err(error) = task.await {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+                "the HTTP listener"
             });
             Some(addr)
         } else {
@@ -106,11 +132,42 @@ impl Host {
         if config.plugins.watch {
             let watcher = catalog.watch(stop_rx.clone())?;
             tasks.spawn(async move {
-                let _ = watcher.await;
+                if let Err(error) = watcher.await {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+                "the plugins-directory watcher"
             });
         }
-        tasks.spawn(consumer::fetch_loop(shared.clone(), catalog.clone(), lanes, stop_rx));
-        Ok(Self { shared, producer, catalog, stop, tasks, http_addr })
+        let fetch = consumer::fetch_loop(shared.clone(), catalog.clone(), lanes, stop_rx);
+        tasks.spawn(async move {
+            fetch.await;
+            "the fetch loop"
+        });
+        let producers = [producer, dlq_producer];
+        Ok(Self { shared, producers, catalog, stop, tasks, http_addr, health })
+    }
+
+    /// Resolves when a pipeline task ends or panics before shutdown: the host cannot make progress
+    /// any more. `/readyz` turns 503 with the cause; the caller should shut down and exit non-zero,
+    /// so an orchestrator restarts the process. Pending forever while every task runs.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        let reason = match self.tasks.join_next().await {
+            None => return std::future::pending().await,
+            Some(Ok(task)) => format!("{task} stopped unexpectedly"),
+            Some(Err(error)) if error.is_panic() => {
+                let panic = error.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                format!("a pipeline task panicked: {message}")
+            }
+            Some(Err(error)) => format!("a pipeline task failed: {error}"),
+        };
+        tracing::error!(%reason, "the host cannot make progress; shutting down");
+        self.health.fatal(reason.clone());
+        anyhow::anyhow!(reason)
     }
 
     /// Where the HTTP listener is bound, if enabled.
@@ -149,18 +206,24 @@ impl Host {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         while let Some(result) = self.tasks.join_next().await {
-            result.context("a pipeline task failed")?;
+            if let Err(error) = result {
+                tracing::error!(%error, "a pipeline task failed during shutdown");
+            }
         }
-        let Host { shared, producer, .. } = self;
+        let Host { shared, producers, .. } = self;
         let consumer = shared.consumer.clone();
+        let tracker = shared.tracker.clone();
         drop(shared);
         tokio::task::spawn_blocking(move || {
+            consumer::store_positions(&tracker, consumer.as_ref());
             consumer::commit(consumer.as_ref());
             consumer.unsubscribe();
             // Dropping the last handle closes the consumer: it leaves the group cleanly.
             drop(consumer);
-            if let Err(error) = producer.flush(Duration::from_secs(10)) {
-                tracing::warn!(%error, "producer flush at shutdown");
+            for producer in producers {
+                if let Err(error) = producer.flush(Duration::from_secs(10)) {
+                    tracing::warn!(%error, "producer flush at shutdown");
+                }
             }
         })
         .await
@@ -170,9 +233,17 @@ impl Host {
     }
 }
 
-/// Runs a host until `shutdown` resolves, then shuts it down gracefully.
+/// Runs a host until `shutdown` resolves, then shuts it down gracefully. If a pipeline task ends
+/// or panics first, shuts down and returns the cause as an error (the process should exit non-zero).
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let host = Host::start(config).await?;
-    shutdown.await;
-    host.shutdown().await
+    let mut host = Host::start(config).await?;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        failure = host.failed() => Some(failure),
+    };
+    host.shutdown().await?;
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
 }

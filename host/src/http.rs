@@ -1,6 +1,6 @@
 //! The small HTTP listener: `/metrics` (Prometheus text), `/healthz` (the process is alive),
-//! `/readyz` (plugins loaded and the consumer joined its group, or idle by design: no plugin
-//! subscribes to anything), `/plugins` (JSON: what is in service, with digests, subscriptions and
+//! `/readyz` (plugins loaded, the consumer joined its group — or idle by design: no plugin
+//! subscribes to anything — and the pipeline making progress, see `health.rs`), `/plugins` (JSON: what is in service, with digests, subscriptions and
 //! limits, what was refused, and the latest reloads). Bound to localhost by default.
 
 use std::net::SocketAddr;
@@ -27,6 +27,8 @@ pub struct Status {
     pub catalog: Arc<Catalog>,
     /// Whether the consumer has joined its group.
     pub joined: Arc<AtomicBool>,
+    /// Whether the pipeline makes progress.
+    pub health: Arc<crate::health::Health>,
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves until `stop` turns true. Returns the bound address.
@@ -58,10 +60,20 @@ pub async fn serve(
 }
 
 async fn metrics(State(status): State<Arc<Status>>) -> Response {
+    // Progress gauges are computed when asked for.
+    status.health.problems();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], status.metrics.render()).into_response()
 }
 
 async fn ready(State(status): State<Arc<Status>>) -> Response {
+    let problems = status.health.problems();
+    if !problems.is_empty() {
+        let mut body = String::from("not ready:\n");
+        for problem in problems {
+            body.push_str(&format!("- {problem}\n"));
+        }
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
     if status.catalog.live().topics.is_empty() {
         return (StatusCode::OK, "ready: no plugin subscribes to a topic (idle)\n").into_response();
     }

@@ -40,8 +40,35 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     for (key, value) in kafka.properties.iter().chain(&kafka.producer) {
         config.set(key, value);
     }
-    config.set("bootstrap.servers", &kafka.brokers);
+    // Validation refuses weaker values; these stay set whatever the configuration says.
+    config.set("bootstrap.servers", &kafka.brokers).set("enable.idempotence", "true").set("acks", "all");
     config
+}
+
+/// Whether the broker refused a produced record for a reason retrying will not change soon: the
+/// record is too large, the client is not authorized, the record or topic is invalid. Anything else
+/// (timeouts, unreachable brokers, leader elections, missing replicas) is an outage that passes.
+pub fn refused_for_good(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::MessageBatchTooLarge
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::TransactionalIdAuthorizationFailed
+                | Code::InvalidRecord
+                | Code::InvalidMessage
+                | Code::InvalidTopic
+                | Code::InvalidRequiredAcks
+                | Code::PolicyViolation
+                | Code::UnsupportedVersion
+                | Code::UnsupportedForMessageFormat
+                | Code::InvalidArgument
+        )
+    )
 }
 
 /// Admin client settings: the connection properties only.

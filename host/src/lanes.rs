@@ -29,21 +29,31 @@ use crate::dlq::{Letter, RawRecord};
 use crate::event::Record;
 use crate::offsets::Ticket;
 use crate::plugin::Plugin;
-use crate::retry::Decision;
+use crate::retry::{Decision, DlqReason};
 use crate::trace::TraceParent;
 
 /// One routed event waiting for, or being handled by, its lane.
 pub struct Job {
     /// Its place in the partition's commit order.
     pub ticket: Ticket,
-    /// The event, already in the form handlers receive.
-    pub event: Cloudevent,
+    /// The event, already in the form handlers receive; or, for a record refused before it reached
+    /// any plugin (not a CloudEvent, no route), why it goes to the dead-letter topic. Refused
+    /// records take the same way as events (same lane, same backpressure), so a burst of them is
+    /// bounded like any other work.
+    pub event: Result<Cloudevent, (DlqReason, String)>,
     /// The record it came from, as handlers see it.
     pub record: Record,
     /// The record byte for byte, for the dead-letter topic.
     pub raw: Arc<RawRecord>,
     /// The plugins that still have to handle it, each with its next attempt number (1-based).
     pub pending: Vec<(Arc<Plugin>, u32)>,
+}
+
+impl Job {
+    /// A record refused before routing: it goes to the dead-letter topic for `reason`.
+    pub fn refused(ticket: Ticket, record: Record, raw: RawRecord, reason: DlqReason, error: String) -> Self {
+        Self { ticket, event: Err((reason, error)), record, raw: Arc::new(raw), pending: Vec::new() }
+    }
 }
 
 /// The senders of every lane.
@@ -60,7 +70,7 @@ impl Lanes {
         capacity: usize,
         max_parked: usize,
         shared: Arc<Shared>,
-        tasks: &mut JoinSet<()>,
+        tasks: &mut JoinSet<&'static str>,
     ) -> Self {
         let senders = (0..count)
             .map(|_| {
@@ -74,7 +84,10 @@ impl Lanes {
                     max_parked,
                     sequence: 0,
                 };
-                tasks.spawn(lane.run(rx));
+                tasks.spawn(async move {
+                    lane.run(rx).await;
+                    "a lane"
+                });
                 tx
             })
             .collect();
@@ -118,19 +131,19 @@ fn lane_of(record: &Record, lanes: usize) -> usize {
     (hasher.finish() % lanes as u64) as usize
 }
 
-/// What events must stay in order with each other: same key, or, without a key, same partition.
+/// What events must stay in order with each other: those of one partition with the same key (or,
+/// without a key, the whole partition). Kafka orders nothing across partitions, so a retry parked
+/// on one partition never holds back another partition's events, whatever their key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ParkKey {
-    Key(Vec<u8>),
-    Keyless(String, i32),
+struct ParkKey {
+    topic: String,
+    partition: i32,
+    key: Option<Vec<u8>>,
 }
 
 impl ParkKey {
     fn of(record: &Record) -> Self {
-        match &record.key {
-            Some(key) => ParkKey::Key(key.clone()),
-            None => ParkKey::Keyless(record.topic.clone(), record.partition),
-        }
+        Self { topic: record.topic.clone(), partition: record.partition, key: record.key.clone() }
     }
 }
 
@@ -220,7 +233,9 @@ impl Lane {
             match self.attempt(&mut job).await {
                 Progress::Done => self.done(&job),
                 Progress::Retry(delay) => return self.park_front(key, queue, job, delay),
-                Progress::Abandoned => return,
+                // Left for the partition's next owner; the events behind it still get their turn
+                // (each is finished or abandoned on its own), so none is silently dropped.
+                Progress::Abandoned => {}
             }
         }
     }
@@ -250,6 +265,16 @@ impl Lane {
     /// Runs every plugin still pending on the event once, applying the retry policy to failures.
     async fn attempt(&self, job: &mut Job) -> Progress {
         let mut retry_in: Option<Duration> = None;
+        let event = match &job.event {
+            Ok(event) => event,
+            Err((reason, error)) => {
+                let letter = Letter { reason: *reason, error, plugin: None, attempts: 0 };
+                return match self.shared.dead_letters.write(&job.raw, &letter).await {
+                    Ok(()) => Progress::Done,
+                    Err(_) => Progress::Abandoned,
+                };
+            }
+        };
         let mut still = Vec::new();
         let live = self.shared.catalog.live();
         let mut removed = false;
@@ -267,8 +292,8 @@ impl Lane {
                 topic = %job.record.topic,
                 partition = job.record.partition,
                 offset = job.record.offset,
-                ce.id = %job.event.id,
-                ce.r#type = %job.event.type_,
+                ce.id = %event.id,
+                ce.r#type = %event.type_,
                 plugin = %plugin.id,
                 digest = %plugin.short_digest(),
                 attempt,
@@ -277,8 +302,7 @@ impl Lane {
                 parent_span_id = tracing::field::Empty,
             );
             // The handler call continues the input's trace as a child span.
-            let trace = job
-                .event
+            let trace = event
                 .extensions
                 .iter()
                 .find(|(name, _)| name == "traceparent")
@@ -291,13 +315,19 @@ impl Lane {
                     child.to_string()
                 });
             let Err(failure) =
-                self.call(job, &plugin, attempt, trace.as_deref()).instrument(span.clone()).await
+                self.call(job, event, &plugin, attempt, trace.as_deref()).instrument(span.clone()).await
             else {
                 continue;
             };
             let _entered = span.enter();
             let metrics = &self.shared.metrics;
             match plugin.retry.decide(&failure, attempt) {
+                Decision::Wait(delay) => {
+                    metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
+                    tracing::warn!(reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                    retry_in = Some(retry_in.map_or(delay, |d| d.max(delay)));
+                    still.push((plugin, attempt));
+                }
                 Decision::Retry(delay) => {
                     metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
                     tracing::info!(reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
@@ -333,6 +363,7 @@ impl Lane {
     async fn call(
         &self,
         job: &Job,
+        event: &Cloudevent,
         plugin: &Plugin,
         attempt: u32,
         traceparent: Option<&str>,
@@ -340,7 +371,7 @@ impl Lane {
         let delivery = bindings::delivery(&job.record, attempt);
         let topic = job.record.topic.as_str();
         let started = Instant::now();
-        let result = plugin.handle_traced(&job.event, &delivery, traceparent).await;
+        let result = plugin.handle_traced(event, &delivery, traceparent).await;
         let metrics = &self.shared.metrics;
         metrics.handler_duration.with_label_values(&[&plugin.id]).observe(started.elapsed().as_secs_f64());
         if let Some(latency) = plugin.first_event_latency() {
@@ -353,6 +384,10 @@ impl Lane {
             );
         }
         metrics.plugin_memory.with_label_values(&[&plugin.id]).set(plugin.memory_bytes() as i64);
+        let dropped = plugin.log_lines_dropped();
+        if dropped > 0 {
+            metrics.plugin_log_dropped.with_label_values(&[&plugin.id]).inc_by(dropped);
+        }
         match result {
             Ok(emitted) => {
                 metrics.handled.with_label_values(&[topic, &plugin.id]).inc();
@@ -394,6 +429,15 @@ mod tests {
     #[test]
     fn keyless_records_keep_partition_order() {
         assert_eq!(lane_of(&record(None, 2), 16), lane_of(&record(None, 2), 16));
-        assert_eq!(ParkKey::of(&record(None, 2)), ParkKey::Keyless("t".into(), 2));
+        assert_eq!(ParkKey::of(&record(None, 2)), ParkKey::of(&record(None, 2)));
+        assert_ne!(ParkKey::of(&record(None, 2)), ParkKey::of(&record(None, 3)));
+    }
+
+    #[test]
+    fn a_key_parks_only_within_its_partition() {
+        assert_ne!(ParkKey::of(&record(Some(b"k"), 0)), ParkKey::of(&record(Some(b"k"), 1)));
+        let mut other_topic = record(Some(b"k"), 0);
+        other_topic.topic = "u".into();
+        assert_ne!(ParkKey::of(&record(Some(b"k"), 0)), ParkKey::of(&other_topic));
     }
 }

@@ -8,17 +8,18 @@
 //! # Layout
 //! - [`config`]: the TOML configuration, env overrides and validation.
 //! - [`event`], [`decode`]: the CloudEvent model and the Kafka binding (read side); [`emit`]: the
-//!   write side for events plugins emit.
+//!   write side for events plugins emit; [`headers`]: record headers as bytes.
 //! - [`route`]: subscriptions and the routing table.
 //! - [`runtime`], [`plugin`], [`catalog`]: the WebAssembly engine, one loaded plugin with its
-//!   instance pool, and the plugins directory.
+//!   instance pool, and the plugins directory; [`plugin_log`]: plugins' log lines, capped.
 //! - [`consumer`], [`lanes`], [`offsets`]: the fetch loop and group membership, per-key ordering
 //!   and retry parking, contiguous commits.
 //! - [`retry`], [`dlq`]: the retry policy and the dead-letter writer; [`replay`]: `weft dlq
 //!   inspect|replay`.
 //! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
 //! - [`metrics`], [`http`], [`telemetry`], [`trace`]: Prometheus metrics, the `/metrics` `/healthz`
-//!   `/readyz` `/plugins` listener, logging, and W3C trace-context continuation.
+//!   `/readyz` `/plugins` listener, logging, and W3C trace-context continuation; [`health`]: what
+//!   `/readyz` reports when the pipeline stops making progress.
 
 mod bindings;
 pub mod catalog;
@@ -29,6 +30,8 @@ pub mod dev;
 pub mod dlq;
 pub mod emit;
 pub mod event;
+pub mod headers;
+pub mod health;
 pub mod host;
 pub mod http;
 pub mod invoke;
@@ -37,6 +40,7 @@ pub mod lanes;
 pub mod metrics;
 pub mod offsets;
 pub mod plugin;
+pub mod plugin_log;
 pub mod replay;
 pub mod retry;
 pub mod route;

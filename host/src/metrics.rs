@@ -56,8 +56,15 @@ pub struct Metrics {
     pub broker_rtt: prometheus::GaugeVec,
     /// Time from the record's timestamp to the end of its handling, by topic.
     pub event_delay: HistogramVec,
-    /// Linear memory of a plugin's largest instance, in bytes.
+    /// Memory (all linear memories and tables) of a plugin's largest instance, in bytes.
     pub plugin_memory: IntGaugeVec,
+    /// Age of the oldest event fetched from a partition and not finished yet, by topic and
+    /// partition; absent for partitions with nothing unfinished.
+    pub oldest_unfinished: prometheus::GaugeVec,
+    /// 1 while this host is not ready (see `/readyz` for the reasons), else 0.
+    pub not_ready: IntGauge,
+    /// Log lines (`host.log`, stdout, stderr) a plugin wrote past its rate cap, by plugin.
+    pub plugin_log_dropped: IntCounterVec,
     /// 1 while fetching is paused because lanes are full (backpressure), else 0.
     pub fetch_paused: IntGauge,
     /// Partitions currently assigned to this member.
@@ -156,10 +163,30 @@ impl Metrics {
         let plugin_memory = register(
             &registry,
             IntGaugeVec::new(
-                Opts::new("weft_plugin_memory_bytes", "Linear memory of a plugin's largest instance."),
+                Opts::new(
+                    "weft_plugin_memory_bytes",
+                    "Memory (all linear memories and tables) of a plugin's largest instance.",
+                ),
                 &["plugin"],
             ),
         );
+        let oldest_unfinished = register(
+            &registry,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "weft_partition_oldest_unfinished_seconds",
+                    "Age of the oldest fetched, unfinished event of a partition.",
+                ),
+                &["topic", "partition"],
+            ),
+        );
+        let plugin_log_dropped = counter(
+            "weft_plugin_log_lines_dropped_total",
+            "Log lines a plugin wrote past its rate cap, dropped.",
+            &["plugin"],
+        );
+        let not_ready =
+            register(&registry, IntGauge::new("weft_not_ready", "1 while /readyz answers 503, else 0."));
         let fetch_paused = register(
             &registry,
             IntGauge::new("weft_fetch_paused", "1 while fetching is paused because lanes are full."),
@@ -222,6 +249,9 @@ impl Metrics {
             broker_rtt,
             fetch_paused,
             plugin_memory,
+            oldest_unfinished,
+            not_ready,
+            plugin_log_dropped,
             event_delay,
             dead_lettered,
             dlq_write_failures,
@@ -238,7 +268,7 @@ impl Metrics {
     /// Creates the zero-valued series of every (topic, plugin) pair and every bounded reason, so
     /// dashboards and alerts see a series (and `rate()` works) before the first event.
     pub fn initialise<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        const FAILURES: [&str; 7] = [
+        const FAILURES: [&str; 8] = [
             "retryable_error",
             "permanent_error",
             "trap",
@@ -246,6 +276,7 @@ impl Metrics {
             "memory_limit",
             "fuel_exhausted",
             "emit_failed",
+            "emit_unavailable",
         ];
         const DLQ: [&str; 8] = [
             "invalid_cloudevent",
@@ -267,6 +298,7 @@ impl Metrics {
             self.handler_duration.with_label_values(&[plugin]);
             self.event_delay.with_label_values(&[topic]);
             self.plugin_memory.with_label_values(&[plugin]);
+            self.plugin_log_dropped.with_label_values(&[plugin]);
             for reason in FAILURES {
                 self.failed.with_label_values(&[topic, plugin, reason]);
             }

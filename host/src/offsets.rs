@@ -1,10 +1,19 @@
 //! Contiguous offset tracking: events of a partition finish out of order (different keys run in
 //! parallel), but the offset Weft stores for commit only ever moves to just past the longest run of
 //! finished events at the head of the partition. A commit therefore never skips an unfinished event.
+//!
+//! # Storing positions
+//! Events finish on many lanes at once. If each lane stored the position it computed, two lanes
+//! could reach librdkafka in the opposite order of their computations and move a stored offset
+//! backwards; the next commit would then fall short of work already done. So finishing an event only
+//! advances the partition's position here, and [`OffsetTracker::store`] hands every position that
+//! moved to librdkafka in one call made under the tracker's lock: stored offsets only ever grow, and
+//! one call per batch replaces one per event.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Identifies one in-flight event. Handed out by [`OffsetTracker::begin`], given back to
 /// [`OffsetTracker::finish`].
@@ -23,8 +32,12 @@ pub struct Ticket {
 #[derive(Debug)]
 struct Partition {
     generation: u64,
-    /// In-flight offsets in fetch order, with whether each has finished.
-    pending: VecDeque<(i64, bool)>,
+    /// In-flight offsets in fetch order, with whether each has finished and when it was fetched.
+    pending: VecDeque<(i64, bool, Instant)>,
+    /// One past the last event of the finished run at the head: the offset to commit.
+    position: Option<i64>,
+    /// The position last handed to [`OffsetTracker::store`]'s callback.
+    stored: Option<i64>,
 }
 
 /// In-flight events of every assigned partition.
@@ -50,33 +63,94 @@ impl OffsetTracker {
         let state = by_partition.entry(partition).or_insert_with(|| Partition {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             pending: VecDeque::new(),
+            position: None,
+            stored: None,
         });
-        if state.pending.back().is_some_and(|&(last, _)| offset <= last) {
+        if state.pending.back().is_some_and(|&(last, _, _)| offset <= last)
+            || state.position.is_some_and(|position| offset < position)
+        {
             // The consumer went back (a seek or a reset after an error): what was in flight before
-            // will be fetched again, so forget it under a new generation.
+            // will be fetched again, so forget it under a new generation, and let the position
+            // start again from there.
             state.generation = self.generations.fetch_add(1, Ordering::Relaxed);
             state.pending.clear();
+            state.position = None;
+            state.stored = None;
         }
-        state.pending.push_back((offset, false));
+        state.pending.push_back((offset, false, Instant::now()));
         Ticket { topic: topic.to_string(), partition, offset, generation: state.generation }
     }
 
-    /// Marks the ticket's event finished. Returns the offset to store for commit (one past the last
-    /// event of the finished run at the head) when that run grew, or `None`.
+    /// Marks the ticket's event finished. Returns the partition's new position (one past the last
+    /// event of the finished run at the head) when that run grew, or `None`. The position reaches
+    /// librdkafka with the next [`OffsetTracker::store`].
     pub fn finish(&self, ticket: &Ticket) -> Option<i64> {
         let mut partitions = self.partitions.lock().expect("offset lock poisoned");
         let state = partitions.get_mut(&ticket.topic)?.get_mut(&ticket.partition)?;
         if state.generation != ticket.generation {
             return None;
         }
-        let index = state.pending.binary_search_by_key(&ticket.offset, |&(o, _)| o).ok()?;
+        let index = state.pending.binary_search_by_key(&ticket.offset, |&(o, _, _)| o).ok()?;
         state.pending[index].1 = true;
         let mut next = None;
-        while let Some(&(offset, true)) = state.pending.front() {
+        while let Some(&(offset, true, _)) = state.pending.front() {
             state.pending.pop_front();
             next = Some(offset + 1);
         }
+        if next.is_some() {
+            state.position = next;
+        }
         next
+    }
+
+    /// Calls `store` with every partition whose position moved since the last call, as
+    /// `(topic, partition, position)`, while holding the tracker's lock, so positions reach `store`
+    /// in the order they were reached and never go back. Nothing is called when nothing moved. If
+    /// `store` fails, the positions are offered again next time.
+    pub fn store<E>(&self, store: impl FnOnce(&[(&str, i32, i64)]) -> Result<(), E>) -> Result<(), E> {
+        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
+        let moved: Vec<(&str, i32, i64)> = partitions
+            .iter()
+            .flat_map(|(topic, by_partition)| {
+                by_partition.iter().filter_map(move |(&partition, state)| {
+                    let position = state.position?;
+                    (state.stored != Some(position)).then_some((topic.as_str(), partition, position))
+                })
+            })
+            .collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        store(&moved)?;
+        let moved: Vec<(String, i32, i64)> =
+            moved.into_iter().map(|(t, p, o)| (t.to_string(), p, o)).collect();
+        for (topic, partition, position) in moved {
+            if let Some(state) = partitions.get_mut(&topic).and_then(|p| p.get_mut(&partition)) {
+                state.stored = Some(position);
+            }
+        }
+        Ok(())
+    }
+
+    /// For every partition with unfinished events: how long ago its oldest unfinished event was
+    /// fetched, and its offset. A partition whose oldest event keeps ageing is not making progress.
+    pub fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)> {
+        let partitions = self.partitions.lock().expect("offset lock poisoned");
+        partitions
+            .iter()
+            .flat_map(|(topic, by_partition)| {
+                by_partition.iter().filter_map(move |(&partition, state)| {
+                    let &(offset, _, fetched) = state.pending.front()?;
+                    Some((topic.clone(), partition, offset, fetched.elapsed()))
+                })
+            })
+            .collect()
+    }
+
+    /// The partitions this tracker knows (assigned and fetched from), as `(topic, partition)`.
+    pub fn partitions(&self) -> Vec<(String, i32)> {
+        let partitions = self.partitions.lock().expect("offset lock poisoned");
+        partitions.iter().flat_map(|(t, p)| p.keys().map(move |&p| (t.clone(), p))).collect()
     }
 
     /// How many events of the partition are in flight.
@@ -150,6 +224,110 @@ mod tests {
         assert_eq!(t.finish(&old), None, "stale ticket from the revoked assignment");
         assert_eq!(t.in_flight("t", 0), 1);
         assert_eq!(t.finish(&fresh), Some(4));
+    }
+
+    fn stored(t: &OffsetTracker) -> Vec<(String, i32, i64)> {
+        let mut out = Vec::new();
+        t.store(|moved| {
+            out.extend(moved.iter().map(|&(topic, p, o)| (topic.to_string(), p, o)));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn store_hands_over_only_positions_that_moved() {
+        let t = OffsetTracker::new();
+        let a = t.begin("t", 0, 0);
+        let b = t.begin("t", 1, 0);
+        assert!(stored(&t).is_empty(), "nothing finished yet");
+        t.finish(&a);
+        t.finish(&b);
+        assert_eq!(stored(&t), [("t".to_string(), 0, 1), ("t".to_string(), 1, 1)]);
+        assert!(stored(&t).is_empty(), "already stored");
+        let c = t.begin("t", 0, 1);
+        t.finish(&c);
+        assert_eq!(stored(&t), [("t".to_string(), 0, 2)]);
+        // A failed store is offered again.
+        let d = t.begin("t", 0, 2);
+        t.finish(&d);
+        assert!(t.store(|_| Err("revoked")).is_err());
+        assert_eq!(stored(&t), [("t".to_string(), 0, 3)]);
+    }
+
+    /// The interleaving that moved stored offsets backwards: lane A finishes offset 0 and is about
+    /// to store position 1 when lane B finishes offset 1 and stores position 2. A's store must not
+    /// land after B's.
+    #[test]
+    fn a_slow_store_cannot_be_overtaken_by_a_later_position() {
+        let t = OffsetTracker::new();
+        let (a, b) = (t.begin("t", 0, 0), t.begin("t", 0, 1));
+        let landed = Mutex::new(Vec::new());
+        let (a_storing, a_storing_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                t.finish(&a);
+                t.store(|moved| {
+                    a_storing.send(()).unwrap();
+                    // B runs now; give it time to overtake if it can.
+                    std::thread::sleep(Duration::from_millis(100));
+                    landed.lock().unwrap().push(moved[0].2);
+                    Ok::<(), ()>(())
+                })
+            });
+            let (t, landed) = (&t, &landed);
+            scope.spawn(move || {
+                a_storing_rx.recv().unwrap();
+                t.finish(&b);
+                t.store(|moved| {
+                    landed.lock().unwrap().push(moved[0].2);
+                    Ok::<(), ()>(())
+                })
+            });
+        });
+        assert_eq!(*landed.lock().unwrap(), [1, 2], "positions must land in the order they were reached");
+    }
+
+    #[test]
+    fn stored_positions_never_go_back_under_concurrent_finishers() {
+        let t = std::sync::Arc::new(OffsetTracker::new());
+        let tickets: Vec<Ticket> = (0..20_000).map(|o| t.begin("t", 0, o)).collect();
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        std::thread::scope(|scope| {
+            for lane in 0..4 {
+                let (t, log, tickets) = (t.clone(), log.clone(), &tickets);
+                scope.spawn(move || {
+                    for ticket in tickets.iter().skip(lane).step_by(4) {
+                        t.finish(ticket);
+                        t.store(|moved| {
+                            log.lock().unwrap().extend(moved.iter().map(|m| m.2));
+                            Ok::<(), ()>(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let log = log.lock().unwrap();
+        assert!(log.windows(2).all(|w| w[0] < w[1]), "a stored position went back");
+        assert_eq!(log.last(), Some(&20_000));
+    }
+
+    #[test]
+    fn the_oldest_unfinished_event_is_the_head() {
+        let t = OffsetTracker::new();
+        let head = t.begin("t", 0, 5);
+        std::thread::sleep(Duration::from_millis(20));
+        let later = t.begin("t", 0, 6);
+        t.finish(&later);
+        let oldest = t.oldest_unfinished();
+        assert_eq!(oldest.len(), 1);
+        assert_eq!((oldest[0].0.as_str(), oldest[0].1, oldest[0].2), ("t", 0, 5));
+        assert!(oldest[0].3 >= Duration::from_millis(20));
+        t.finish(&head);
+        assert!(t.oldest_unfinished().is_empty());
     }
 
     #[test]

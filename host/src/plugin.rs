@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{Cloudevent, Delivery, HandleError, Handler, HandlerPre};
 use crate::config::{Config, InstanceStrategy, PluginConfig};
 use crate::emit::Emitter;
 use crate::retry::RetryPolicy;
 use crate::route::SubscriptionSpec;
-use crate::runtime::{DeadlineExceeded, HostState, PluginEnv, Runtime};
+use crate::runtime::{DeadlineExceeded, EPOCH_TICK, HostState, PluginEnv, Runtime};
 
 pub use crate::bindings::delivery;
 
@@ -56,9 +56,14 @@ pub enum Failure {
     /// The call burned all the fuel it was given.
     #[error("fuel exhausted after {0} units")]
     FuelExhausted(u64),
-    /// An event the plugin emitted was not acknowledged by the broker.
+    /// An event the plugin emitted was refused by the broker for a reason that retrying will not
+    /// change soon (too large, not authorized, invalid).
     #[error("emitted event not delivered: {0}")]
     Emit(String),
+    /// An event the plugin emitted was not acknowledged because the cluster is unreachable or
+    /// unhealthy (timeouts, no leader, not enough replicas).
+    #[error("emitted event not delivered, cluster unavailable: {0}")]
+    EmitUnavailable(String),
 }
 
 impl Failure {
@@ -72,6 +77,7 @@ impl Failure {
             Failure::MemoryLimit(_) => "memory_limit",
             Failure::FuelExhausted(_) => "fuel_exhausted",
             Failure::Emit(_) => "emit_failed",
+            Failure::EmitUnavailable(_) => "emit_unavailable",
         }
     }
 
@@ -83,8 +89,11 @@ impl Failure {
             return Failure::FuelExhausted(fuel.unwrap_or(0));
         }
         let message = format!("{error:#}").replace('\n', " ");
-        // The store limiter refuses growth past the cap and, with `trap_on_grow_failure`, traps.
-        if message.contains("forcing trap when growing memory") || message.contains("memory minimum size") {
+        // The store limiter traps on growth past the cap (`MemoryLimitExceeded`); an instance whose
+        // initial memories already exceed it fails to instantiate.
+        if error.downcast_ref::<crate::runtime::MemoryLimitExceeded>().is_some()
+            || message.contains("memory minimum size")
+        {
             return Failure::MemoryLimit(message);
         }
         Failure::Trap(message)
@@ -110,7 +119,7 @@ pub struct Limits {
     /// Wall-clock deadline of one call.
     #[serde(serialize_with = "as_millis", rename = "timeout_ms")]
     pub timeout: Duration,
-    /// Largest linear memory of one instance, in bytes.
+    /// Memory one instance may hold, in bytes: all its linear memories and tables together.
     pub memory_bytes: usize,
     /// Fuel one call may burn; `None`: unmetered.
     pub fuel: Option<u64>,
@@ -254,6 +263,7 @@ impl Plugin {
             emitter,
             grants: settings.grants.clone(),
             env_values,
+            log: Arc::new(crate::plugin_log::PluginLog::new(&id)),
         });
         let mut plugin = Plugin {
             id,
@@ -292,6 +302,11 @@ impl Plugin {
         self.memory_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Log lines this plugin wrote past its rate cap since the last call (see `plugin_log.rs`).
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.env.log.take_dropped()
+    }
+
     /// The sandbox limits in effect.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -319,9 +334,7 @@ impl Plugin {
         let mut instance =
             self.instantiate().await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
         instance.arm(&self.limits, self.runtime.meters_fuel(), None);
-        let info = instance
-            .handler
-            .call_describe(&mut instance.store)
+        let info = within_deadline(&self.limits, instance.handler.call_describe(&mut instance.store))
             .await
             .map_err(|e| anyhow!("describe() failed: {}", Failure::from_call(e, self.limits.fuel)))?;
         let description = Description {
@@ -343,10 +356,7 @@ impl Plugin {
     }
 
     async fn instantiate(&self) -> wasmtime::Result<Instance> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = crate::runtime::Limiter::new(self.limits.memory_bytes);
         let state = HostState::new(self.env.clone(), limits).map_err(wasmtime::Error::from_anyhow)?;
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -366,7 +376,7 @@ impl Plugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let handler = self.pre.instantiate_async(&mut store).await?;
+        let handler = within_deadline(&self.limits, self.pre.instantiate_async(&mut store)).await?;
         Ok(Instance { store, handler })
     }
 
@@ -393,7 +403,8 @@ impl Plugin {
         };
         instance.arm(&self.limits, self.runtime.meters_fuel(), Some(&event.id));
         instance.store.data_mut().traceparent = traceparent.map(str::to_string);
-        let result = instance.handler.call_handle(&mut instance.store, event, delivery).await;
+        let call = instance.handler.call_handle(&mut instance.store, event, delivery);
+        let result = within_deadline(&self.limits, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
         let emitted = std::mem::take(&mut instance.store.data_mut().emitted);
         let returned = match result {
@@ -401,7 +412,7 @@ impl Plugin {
             Err(error) => return Err(Failure::from_call(error, self.limits.fuel)),
             Ok(returned) => returned,
         };
-        let memory = instance.store.data().limits.memory_bytes;
+        let memory = instance.store.data().limits.total_bytes();
         self.memory_bytes.fetch_max(memory, std::sync::atomic::Ordering::Relaxed);
         if self.limits.instances == InstanceStrategy::Reuse {
             self.pool.lock().expect("pool lock poisoned").push(instance);
@@ -420,11 +431,29 @@ impl Plugin {
         for delivery in pending {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(Failure::Emit(error.to_string())),
-                Err(_) => return Err(Failure::Emit("the producer shut down".into())),
+                Ok(Err((error, _))) if crate::kafka::refused_for_good(&error) => {
+                    return Err(Failure::Emit(error.to_string()));
+                }
+                Ok(Err((error, _))) => return Err(Failure::EmitUnavailable(error.to_string())),
+                Err(_) => return Err(Failure::EmitUnavailable("the producer shut down".into())),
             }
         }
         Ok(emitted)
+    }
+}
+
+/// Runs a call into an instance under its wall-clock deadline. The epoch callback stops WebAssembly
+/// code that runs past the deadline; this also stops a call that waits in a host function (a WASI
+/// sleep, a poll, a blocked read), where no WebAssembly runs and no epoch check happens. It fires
+/// one epoch tick after the deadline, so running code is stopped by the epoch check first. A call
+/// stopped here is abandoned mid-way: the caller must drop the instance, never pool it.
+async fn within_deadline<T>(
+    limits: &Limits,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(limits.timeout + EPOCH_TICK, call).await {
+        Ok(result) => result,
+        Err(_) => Err(DeadlineExceeded(limits.timeout).into()),
     }
 }
 

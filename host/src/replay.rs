@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -48,17 +48,18 @@ pub struct DeadLetter {
     /// The record value.
     #[serde(skip)]
     pub value: Option<Vec<u8>>,
-    /// Every header, the dead-letter ones included.
+    /// Every header, the dead-letter ones included, names as bytes (an original record may carry
+    /// names that are not UTF-8; they are replayed unchanged).
     #[serde(skip)]
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl DeadLetter {
-    fn header(headers: &[(String, Option<Vec<u8>>)], name: &str) -> Option<String> {
+    fn header(headers: &[(Vec<u8>, Option<Vec<u8>>)], name: &str) -> Option<String> {
         headers
             .iter()
             .rev()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k == name.as_bytes())
             .and_then(|(_, v)| v.as_deref())
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
@@ -69,7 +70,7 @@ impl DeadLetter {
         offset: i64,
         key: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
-        headers: Vec<(String, Option<Vec<u8>>)>,
+        headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Option<Self> {
         let get = |name| Self::header(&headers, name);
         let number = |name| get(name).and_then(|v| v.parse::<i64>().ok());
@@ -91,9 +92,11 @@ impl DeadLetter {
     }
 
     /// The headers to replay with: the original ones, without Weft's dead-letter and replay headers.
-    fn original_headers(&self) -> impl Iterator<Item = &(String, Option<Vec<u8>>)> {
+    fn original_headers(&self) -> impl Iterator<Item = &(Vec<u8>, Option<Vec<u8>>)> {
         self.headers.iter().filter(|(k, _)| {
-            !k.starts_with("weft.dlq.") && !k.starts_with("weft.original.") && !k.starts_with("weft.replay.")
+            !k.starts_with(b"weft.dlq.")
+                && !k.starts_with(b"weft.original.")
+                && !k.starts_with(b"weft.replay.")
         })
     }
 }
@@ -133,7 +136,12 @@ fn read_blocking(kafka: &KafkaConfig, topic: &str, idle: Duration) -> anyhow::Re
         let m = message.with_context(|| format!("reading {topic}"))?;
         let headers = m
             .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .map(|h| {
+                crate::headers::read(h)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                    .collect()
+            })
             .unwrap_or_default();
         let key = m.key().map(<[u8]>::to_vec);
         let value = m.payload().map(<[u8]>::to_vec);
@@ -210,10 +218,9 @@ pub async fn execute(kafka: &KafkaConfig, plan: &Plan<'_>) -> anyhow::Result<usi
     let producer: FutureProducer =
         crate::kafka::producer_config(kafka).create().context("creating the replay producer")?;
     for (letter, topic) in &plan.replay {
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in letter.original_headers() {
-            headers = headers.insert(Header { key, value: value.as_deref() });
-        }
+        let mut headers = crate::headers::build(
+            letter.original_headers().map(|(key, value)| (key.as_slice(), value.as_deref())),
+        );
         let count = (letter.replays + 1).to_string();
         headers = headers.insert(Header { key: dlq::REPLAY_COUNT, value: Some(&count) });
         if let Some(plugin) = &letter.plugin {
@@ -271,17 +278,17 @@ mod tests {
 
     fn letter(offset: i64, origin: i64, plugin: &str, reason: &str, replays: u32) -> DeadLetter {
         let mut headers = vec![
-            ("ce_id".to_string(), Some(b"e".to_vec())),
-            (dlq::REASON.to_string(), Some(reason.as_bytes().to_vec())),
-            (dlq::ERROR.to_string(), Some(b"boom".to_vec())),
-            (dlq::PLUGIN.to_string(), Some(plugin.as_bytes().to_vec())),
-            (dlq::ATTEMPTS.to_string(), Some(b"5".to_vec())),
-            (dlq::ORIGINAL_TOPIC.to_string(), Some(b"orders".to_vec())),
-            (dlq::ORIGINAL_PARTITION.to_string(), Some(b"1".to_vec())),
-            (dlq::ORIGINAL_OFFSET.to_string(), Some(origin.to_string().into_bytes())),
+            (b"ce_id".to_vec(), Some(b"e".to_vec())),
+            (dlq::REASON.into(), Some(reason.as_bytes().to_vec())),
+            (dlq::ERROR.into(), Some(b"boom".to_vec())),
+            (dlq::PLUGIN.into(), Some(plugin.as_bytes().to_vec())),
+            (dlq::ATTEMPTS.into(), Some(b"5".to_vec())),
+            (dlq::ORIGINAL_TOPIC.into(), Some(b"orders".to_vec())),
+            (dlq::ORIGINAL_PARTITION.into(), Some(b"1".to_vec())),
+            (dlq::ORIGINAL_OFFSET.into(), Some(origin.to_string().into_bytes())),
         ];
         if replays > 0 {
-            headers.insert(1, (dlq::REPLAY_COUNT.to_string(), Some(replays.to_string().into_bytes())));
+            headers.insert(1, (dlq::REPLAY_COUNT.into(), Some(replays.to_string().into_bytes())));
         }
         DeadLetter::parse(0, offset, Some(b"k".to_vec()), Some(b"v".to_vec()), headers).unwrap()
     }
@@ -292,8 +299,8 @@ mod tests {
         assert_eq!((l.reason.as_str(), l.plugin.as_deref(), l.attempts), ("trap", Some("saga"), 5));
         assert_eq!((l.original_topic.as_str(), l.original_partition, l.original_offset), ("orders", 1, 41));
         assert_eq!(l.replays, 2);
-        let kept: Vec<&str> = l.original_headers().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(kept, ["ce_id"]);
+        let kept: Vec<&[u8]> = l.original_headers().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(kept, [b"ce_id".as_slice()]);
         assert!(DeadLetter::parse(0, 0, None, None, vec![]).is_none());
     }
 

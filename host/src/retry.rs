@@ -99,8 +99,14 @@ impl RetryPolicy {
 
     /// What to do after `failure` on attempt number `attempt`.
     pub fn decide(&self, failure: &Failure, attempt: u32) -> Decision {
-        if let Failure::Permanent(_) = failure {
-            return Decision::DeadLetter(DlqReason::PermanentError);
+        match failure {
+            Failure::Permanent(_) => return Decision::DeadLetter(DlqReason::PermanentError),
+            // The same code with the same fuel stops at the same instruction: trying again cannot help.
+            Failure::FuelExhausted(_) => return Decision::DeadLetter(DlqReason::FuelExhausted),
+            // The broker, not the event, is at fault: wait for it without using up the event's
+            // attempts, so an outage does not dead-letter healthy events.
+            Failure::EmitUnavailable(_) => return Decision::Wait(self.delay(attempt, None)),
+            _ => {}
         }
         if attempt < self.max_attempts {
             let hint = match failure {
@@ -113,7 +119,6 @@ impl RetryPolicy {
             Failure::Trap(_) => DlqReason::Trap,
             Failure::Timeout(_) => DlqReason::Timeout,
             Failure::MemoryLimit(_) => DlqReason::MemoryLimit,
-            Failure::FuelExhausted(_) => DlqReason::FuelExhausted,
             _ => DlqReason::RetriesExhausted,
         })
     }
@@ -122,6 +127,9 @@ impl RetryPolicy {
 /// The delivery decision after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// Try again after this wait, without counting the failed attempt (the cause lies outside the
+    /// event and the plugin).
+    Wait(Duration),
     /// Try again after this wait.
     Retry(Duration),
     /// Give up: write the event to the dead-letter topic.
@@ -217,6 +225,15 @@ mod tests {
             p.decide(&Failure::Timeout(Duration::from_secs(5)), 5),
             Decision::DeadLetter(DlqReason::Timeout)
         );
+        assert_eq!(
+            p.decide(&Failure::FuelExhausted(100), 1),
+            Decision::DeadLetter(DlqReason::FuelExhausted),
+            "fuel runs out at the same place every time"
+        );
+        let outage = Failure::EmitUnavailable("all brokers down".into());
+        assert_eq!(p.decide(&outage, 5), Decision::Wait(Duration::from_secs(16)), "never dead-lettered");
+        let too_large = Failure::Emit("message too large".into());
+        assert_eq!(p.decide(&too_large, 5), Decision::DeadLetter(DlqReason::RetriesExhausted));
     }
 
     #[test]

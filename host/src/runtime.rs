@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::producer::DeliveryFuture;
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{self, EmitError as WitEmitError, LogLevel};
 use crate::emit::{EmitError, Emitter};
+use crate::plugin_log::{PluginLog, Stdio};
 
 /// How often the epoch advances. A running plugin yields to the async runtime at every tick and is
 /// stopped at the first tick past its deadline, so this is the resolution of `timeout_ms`.
@@ -132,6 +133,8 @@ pub struct PluginEnv {
     pub grants: crate::config::Grants,
     /// Values of the granted environment variables, read at load.
     pub env_values: Vec<(String, String)>,
+    /// Where `log` calls and stdout/stderr go, within caps.
+    pub log: Arc<PluginLog>,
 }
 
 /// The data of one plugin instance's `Store`.
@@ -158,10 +161,14 @@ pub struct HostState {
 
 impl HostState {
     /// A fresh state: no network, and only the granted directories (read-only) and environment
-    /// variables; stderr goes to the host's stderr so a guest panic message is visible.
-    pub fn new(env: Arc<PluginEnv>, limits: StoreLimits) -> anyhow::Result<Self> {
+    /// variables; stdout and stderr go to the host's log, line by line, within the plugin's log
+    /// caps (so a guest panic message is visible and formatted like every other line).
+    pub fn new(env: Arc<PluginEnv>, limits: Limiter) -> anyhow::Result<Self> {
         let mut builder = WasiCtx::builder();
-        builder.inherit_stderr().allow_ip_name_lookup(false);
+        builder
+            .stdout(Stdio::stdout(env.log.clone()))
+            .stderr(Stdio::stderr(env.log.clone()))
+            .allow_ip_name_lookup(false);
         for dir in &env.grants.dirs {
             builder
                 .preopened_dir(&dir.host, &dir.guest, wasmtime_wasi::FsPerms::ReadOnly)
@@ -175,7 +182,7 @@ impl HostState {
         Ok(Self {
             wasi,
             table: ResourceTable::new(),
-            limits: Limiter { limits, memory_bytes: 0 },
+            limits,
             env,
             pending: Vec::new(),
             emitted: 0,
@@ -187,12 +194,63 @@ impl HostState {
     }
 }
 
-/// The store's resource limiter: wasmtime's `StoreLimits`, plus the size of linear memory the
-/// instance has grown to (reported as `weft_plugin_memory_bytes`).
+/// Bytes one table element costs the host (a pointer), counted against the memory cap.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
+/// Core instances one plugin instance may create (a component instantiates several).
+pub const MAX_CORE_INSTANCES: usize = 256;
+/// Linear memories one plugin instance may hold, across its core instances.
+pub const MAX_MEMORIES: usize = 32;
+/// Tables one plugin instance may hold, across its core instances.
+pub const MAX_TABLES: usize = 256;
+
+/// A store's growth went past the plugin's memory cap.
+#[derive(Debug, thiserror::Error)]
+#[error("the instance would hold {wanted} bytes of memories and tables, past its {cap}-byte limit")]
+pub struct MemoryLimitExceeded {
+    /// Bytes the growth asked for, in total.
+    pub wanted: usize,
+    /// The cap.
+    pub cap: usize,
+}
+
+/// The store's resource limiter. The cap holds for the instance as a whole: every linear memory
+/// and every table (at [`TABLE_ELEMENT_BYTES`] an element) of every core instance the component
+/// creates counts against one budget, and the numbers of instances, memories and tables are
+/// bounded. Growth past the cap traps (reason `memory_limit`) rather than failing softly, so a
+/// plugin cannot keep running in a state it did not expect.
 pub struct Limiter {
-    limits: StoreLimits,
-    /// Bytes of linear memory the instance holds.
+    cap: usize,
+    /// Bytes of linear memory the instance holds, all memories together.
     pub memory_bytes: usize,
+    /// Bytes the instance's tables cost, all tables together.
+    pub table_bytes: usize,
+}
+
+impl Limiter {
+    /// A limiter allowing `cap` bytes of memories and tables in all.
+    pub fn new(cap: usize) -> Self {
+        Self { cap, memory_bytes: 0, table_bytes: 0 }
+    }
+
+    /// Memories and tables together, in bytes.
+    pub fn total_bytes(&self) -> usize {
+        self.memory_bytes + self.table_bytes
+    }
+
+    fn grow(
+        &mut self,
+        what: fn(&mut Self) -> &mut usize,
+        current: usize,
+        desired: usize,
+    ) -> wasmtime::Result<bool> {
+        let wanted = self.total_bytes().saturating_sub(current).saturating_add(desired);
+        if wanted > self.cap {
+            return Err(MemoryLimitExceeded { wanted, cap: self.cap }.into());
+        }
+        let slot = what(self);
+        *slot = slot.saturating_sub(current).saturating_add(desired);
+        Ok(true)
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -202,15 +260,10 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_bytes = desired;
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
         }
-        Ok(allowed)
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.memory_grow_failed(error)
+        self.grow(|l| &mut l.memory_bytes, current, desired)
     }
 
     fn table_growing(
@@ -219,23 +272,23 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.table_grow_failed(error)
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(|l| &mut l.table_bytes, bytes(current), bytes(desired))
     }
 
     fn instances(&self) -> usize {
-        self.limits.instances()
+        MAX_CORE_INSTANCES
     }
 
     fn tables(&self) -> usize {
-        self.limits.tables()
+        MAX_TABLES
     }
 
     fn memories(&self) -> usize {
-        self.limits.memories()
+        MAX_MEMORIES
     }
 }
 
@@ -249,15 +302,15 @@ impl bindings::types::Host for HostState {}
 
 impl bindings::host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
-        let plugin = self.env.id.as_str();
         let event = self.current_event.as_deref().unwrap_or("");
-        match level {
-            LogLevel::Trace => tracing::trace!(plugin, ce.id = event, "{message}"),
-            LogLevel::Debug => tracing::debug!(plugin, ce.id = event, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, ce.id = event, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, ce.id = event, "{message}"),
-            LogLevel::Error => tracing::error!(plugin, ce.id = event, "{message}"),
-        }
+        let level = match level {
+            LogLevel::Trace => tracing::Level::TRACE,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        };
+        self.env.log.line(level, event, &message);
     }
 
     fn emit(
@@ -295,5 +348,67 @@ impl bindings::host::Host for HostState {
 
     fn config_get(&mut self, key: String) -> Option<String> {
         self.env.config.get(&key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Instance, Module, Store};
+
+    use super::*;
+
+    /// A core module with two memories and a table, and exports that grow them.
+    const GROWER: &str = r#"(module
+        (memory 1) (memory $second 1)
+        (table 1 funcref)
+        (func (export "grow0") (param i32) (result i32) (memory.grow 0 (local.get 0)))
+        (func (export "grow1") (param i32) (result i32) (memory.grow $second (local.get 0)))
+        (func (export "grow_table") (param i32) (result i32) (table.grow 0 (ref.null func) (local.get 0))))"#;
+
+    fn store(cap: usize) -> (Store<Limiter>, Instance) {
+        let engine = Engine::default();
+        let module = Module::new(&engine, GROWER).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(cap));
+        store.limiter(|limiter| limiter);
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        (store, instance)
+    }
+
+    fn grow(store: &mut Store<Limiter>, instance: &Instance, export: &str, by: i32) -> wasmtime::Result<i32> {
+        instance.get_typed_func::<i32, i32>(&mut *store, export).unwrap().call(&mut *store, by)
+    }
+
+    const PAGE: usize = 64 << 10;
+
+    #[test]
+    fn the_cap_holds_for_all_memories_together() {
+        let (mut store, instance) = store(64 << 20);
+        assert_eq!(store.data().memory_bytes, 2 * PAGE);
+        // 40 MiB in the first memory fits; 40 more in the second does not.
+        grow(&mut store, &instance, "grow0", 640).unwrap();
+        let error = grow(&mut store, &instance, "grow1", 640).unwrap_err();
+        assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some(), "{error:?}");
+        assert_eq!(store.data().memory_bytes, 641 * PAGE + PAGE, "the gauge counts every memory");
+    }
+
+    #[test]
+    fn a_huge_table_grow_traps_instead_of_allocating() {
+        let (mut store, instance) = store(64 << 20);
+        let error = grow(&mut store, &instance, "grow_table", 1 << 28).unwrap_err();
+        assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some(), "{error:?}");
+        // A modest table still grows, and counts.
+        assert_eq!(grow(&mut store, &instance, "grow_table", 1_000).unwrap(), 1);
+        assert_eq!(store.data().table_bytes, 1_001 * TABLE_ELEMENT_BYTES);
+    }
+
+    #[test]
+    fn counts_of_memories_and_instances_are_bounded() {
+        let engine = Engine::default();
+        let memories: String = (0..=MAX_MEMORIES).map(|_| "(memory 0)").collect();
+        let module = Module::new(&engine, format!("(module {memories})")).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(64 << 20));
+        store.limiter(|limiter| limiter);
+        let error = Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("memor"), "{error:#}");
     }
 }

@@ -179,3 +179,72 @@ async fn max_instances_caps_concurrent_calls() {
     let free = ordinary_call_beside_a_loop(weft::plugin::Limits { max_instances: 2, ..limits }).await;
     assert!(free < std::time::Duration::from_millis(700), "waited although an instance was free: {free:?}");
 }
+
+/// A structured event for echo with `failmode` and more extensions.
+fn failing_with(mode: &str, extensions: &[(&str, &str)]) -> Vec<u8> {
+    let mut event = serde_json::json!({
+        "specversion": "1.0", "id": "f-1", "source": "/test", "type": "t", "failmode": mode
+    });
+    for (name, value) in extensions {
+        event[*name] = (*value).into();
+    }
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// Echo loaded under `limits`, and a structured event decoded for it.
+async fn loaded_echo(limits: weft::plugin::Limits) -> weft::plugin::Plugin {
+    weft::plugin::Plugin::load(
+        &weft::runtime::Runtime::new().unwrap(),
+        Path::new(ECHO_WASM),
+        &PluginConfig::default(),
+        limits,
+        std::sync::Arc::new(weft::emit::Emitter::Discard),
+    )
+    .await
+    .unwrap()
+}
+
+/// Decodes a structured event and calls `plugin` with it.
+async fn handle_json(plugin: &weft::plugin::Plugin, json: &[u8]) -> Result<usize, weft::plugin::Failure> {
+    let structured: &[u8] = b"application/cloudevents+json";
+    let (event, headers) = weft::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
+    let record = weft::event::Record {
+        topic: "in".into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        timestamp_ms: None,
+        headers,
+    };
+    plugin.handle(&event.into(), &weft::plugin::delivery(&record, 1)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_asleep_in_a_wasi_call_is_stopped_at_its_deadline() {
+    let limits = weft::plugin::Limits {
+        timeout: std::time::Duration::from_millis(1_000),
+        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+    };
+    let plugin = loaded_echo(limits).await;
+    let started = std::time::Instant::now();
+    let failure = handle_json(&plugin, &failing_with("sleep", &[("sleepms", "20000")])).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(failure.reason(), "timeout", "{failure}");
+    // The deadline plus one epoch tick, with room for a busy machine; nowhere near the 20 s sleep.
+    assert!(took < std::time::Duration::from_millis(2_500), "stopped after {took:?}");
+    // The abandoned instance is gone; the plugin serves the next event.
+    assert_eq!(handle_json(&plugin, &example("task-created.json")).await, Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_floods_its_log_and_stdio_is_capped() {
+    let plugin =
+        loaded_echo(weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))).await;
+    // 2,000 lines through each of host.log, stdout and stderr; one 1 MiB line through each.
+    let lines = failing_with("flood", &[("floodlines", "2000"), ("floodbytes", "100")]);
+    assert_eq!(handle_json(&plugin, &lines).await, Ok(1));
+    let long = failing_with("flood", &[("floodlines", "1"), ("floodbytes", "1048576")]);
+    assert_eq!(handle_json(&plugin, &long).await, Ok(1));
+    let dropped = plugin.log_lines_dropped();
+    assert!(dropped >= 4_000, "only {dropped} of 6,000 lines were dropped; the burst is 1,000");
+}

@@ -17,6 +17,9 @@
 //!   without `failuntil`), with `faildelayms` as the delay hint if present.
 //! - `failmode=trap`: panics. `failmode=loop`: never returns. `failmode=alloc`: allocates until it
 //!   is stopped.
+//! - `failmode=sleep`: sleeps `sleepms` milliseconds (default 20 s) in a WASI call, then succeeds.
+//! - `failmode=flood`: writes `floodlines` (default 10,000) log lines of `floodbytes` bytes
+//!   (default 64 KiB) through `host.log` and as many to stdout and stderr, then succeeds.
 
 wit_bindgen::generate!({ path: "../../wit", world: "handler" });
 
@@ -109,6 +112,22 @@ fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleE
                 hoard.push(vec![1u8; 1 << 20]);
                 std::hint::black_box(&hoard);
             }
+        }
+        Some("sleep") => {
+            let ms = extension(event, "sleepms").and_then(|n| n.parse().ok()).unwrap_or(20_000);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(())
+        }
+        Some("flood") => {
+            let lines = extension(event, "floodlines").and_then(|n| n.parse().ok()).unwrap_or(10_000);
+            let bytes = extension(event, "floodbytes").and_then(|n| n.parse().ok()).unwrap_or(64 << 10);
+            let line = "x".repeat(bytes);
+            for _ in 0..lines {
+                host::log(weft::handler::types::LogLevel::Error, &line);
+                println!("{line}");
+                eprintln!("{line}");
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

@@ -1,0 +1,57 @@
+//! Offsets stored by many lanes at once never go back: after every event of a partition finished on
+//! one of eight threads, each of which stored positions as it went, the committed offset is the end
+//! of the partition — round after round, against a real librdkafka consumer (mock cluster).
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weft::consumer::store_positions;
+use weft::offsets::OffsetTracker;
+
+const EVENTS: i64 = 20_000;
+const LANES: usize = 8;
+
+#[test]
+fn concurrent_finishers_never_leave_the_commit_behind_the_finished_run() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("orders", 1, 1).unwrap();
+    for round in 0..20 {
+        let group = format!("offsets-{round}");
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset("orders", 0, Offset::Beginning).unwrap();
+        consumer.assign(&assignment).unwrap();
+
+        let tracker = OffsetTracker::new();
+        let tickets: Vec<_> = (0..EVENTS).map(|offset| tracker.begin("orders", 0, offset)).collect();
+        std::thread::scope(|scope| {
+            for lane in 0..LANES {
+                let (tracker, consumer, tickets) = (&tracker, &consumer, &tickets);
+                scope.spawn(move || {
+                    for ticket in tickets.iter().skip(lane).step_by(LANES) {
+                        tracker.finish(ticket);
+                        store_positions(tracker, consumer);
+                    }
+                });
+            }
+        });
+        // What shutdown does: store what finished, commit synchronously.
+        store_positions(&tracker, &consumer);
+        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        let committed = consumer.committed(Duration::from_secs(10)).unwrap();
+        let offset = committed.find_partition("orders", 0).unwrap().offset();
+        assert_eq!(
+            offset,
+            Offset::Offset(EVENTS),
+            "round {round}: every event finished, yet the commit fell short"
+        );
+    }
+}

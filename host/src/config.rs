@@ -276,8 +276,9 @@ pub struct PipelineConfig {
     /// Events that may wait in one lane before the consumer stops fetching.
     #[serde(default = "defaults::lane_capacity")]
     pub lane_capacity: usize,
-    /// How long a partition revocation waits for that partition's in-flight events before it commits
-    /// what finished, in milliseconds.
+    /// How long a partition revocation waits for the handler calls already running on that
+    /// partition before it commits what finished, in milliseconds. Events of the partition that have
+    /// not started (queued, or waiting for a retry) are not waited for: the next owner handles them.
     #[serde(default = "defaults::drain_timeout_ms")]
     pub drain_timeout_ms: u64,
     /// Events one lane may hold back behind keys that wait for a retry. Past it, the lane takes no
@@ -288,6 +289,15 @@ pub struct PipelineConfig {
     /// partition as stalled, in milliseconds. Leave room for the longest retry schedule.
     #[serde(default = "defaults::stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// Events of one partition that may be fetched and not committed (the head unfinished, the rest
+    /// waiting or finished behind it) before fetching pauses for that partition; it resumes below
+    /// three quarters of it.
+    #[serde(default = "defaults::max_uncommitted")]
+    pub max_uncommitted: usize,
+    /// Record data (keys, values, headers) the host may hold for events fetched and not finished,
+    /// in MiB. Past it, fetching pauses until events finish.
+    #[serde(default = "defaults::max_in_flight_mib")]
+    pub max_in_flight_mib: u64,
 }
 
 mod defaults {
@@ -325,6 +335,12 @@ mod defaults {
     }
     pub fn stall_timeout_ms() -> u64 {
         300_000
+    }
+    pub fn max_uncommitted() -> usize {
+        100_000
+    }
+    pub fn max_in_flight_mib() -> u64 {
+        256
     }
     pub fn http_listen() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
@@ -365,6 +381,8 @@ impl Default for PipelineConfig {
             drain_timeout_ms: defaults::drain_timeout_ms(),
             max_parked: defaults::max_parked(),
             stall_timeout_ms: defaults::stall_timeout_ms(),
+            max_uncommitted: defaults::max_uncommitted(),
+            max_in_flight_mib: defaults::max_in_flight_mib(),
         }
     }
 }
@@ -481,8 +499,14 @@ impl Config {
                 "pipeline.max_parked must be at least 1 (a lane must be able to hold the event it retries)"
             );
         }
-        if self.pipeline.stall_timeout_ms == 0 {
-            bail!("pipeline.stall_timeout_ms must be greater than 0");
+        for (key, value) in [
+            ("stall_timeout_ms", self.pipeline.stall_timeout_ms),
+            ("max_uncommitted", self.pipeline.max_uncommitted as u64),
+            ("max_in_flight_mib", self.pipeline.max_in_flight_mib),
+        ] {
+            if value == 0 {
+                bail!("pipeline.{key} must be greater than 0");
+            }
         }
         for (table, properties) in
             [("kafka.properties", &self.kafka.properties), ("kafka.producer", &self.kafka.producer)]

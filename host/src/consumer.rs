@@ -2,7 +2,7 @@
 //! every record, and the commit bookkeeping. The loop knows nothing about WebAssembly: it hands
 //! routed events to the lanes (`lanes.rs`) and stores offsets when the lanes say an event is done.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use crate::catalog::{Catalog, Live};
 use crate::decode::{DecodeError, decode};
 use crate::dlq::{self, DeadLetters, RawRecord};
 use crate::event::Record;
+use crate::in_flight::InFlight;
 use crate::lanes::{Job, Lanes, TrySend};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetTracker, Ticket};
@@ -25,8 +26,11 @@ use crate::retry::DlqReason;
 /// The consumer as Weft uses it.
 pub type WeftConsumer = StreamConsumer<GroupContext>;
 
-/// Group membership callbacks: on revocation, wait (bounded) for the revoked partitions' in-flight
-/// events, then commit what finished before the partitions move to another member.
+/// Group membership callbacks. On revocation no event of the revoked partitions starts any more
+/// here (queued, held and parked ones are dropped, uncommitted, for the next owner); the callback
+/// waits (bounded) only for the calls already running on them, then commits what finished before
+/// the partitions move. It runs inside the consumer's poll, so it never waits for anything the
+/// fetch loop would have to do.
 pub struct GroupContext {
     tracker: Arc<OffsetTracker>,
     stopping: Arc<AtomicBool>,
@@ -51,12 +55,12 @@ impl GroupContext {
     fn drain(&self, partitions: &TopicPartitionList) {
         let deadline = Instant::now() + self.drain_timeout;
         let busy =
-            || partitions.elements().iter().any(|p| self.tracker.in_flight(p.topic(), p.partition()) > 0);
+            || partitions.elements().iter().any(|p| self.tracker.running(p.topic(), p.partition()) > 0);
         while busy() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
         if busy() {
-            tracing::warn!(timeout = ?self.drain_timeout, "revoked partitions still had events in flight; they will be redelivered");
+            tracing::warn!(timeout = ?self.drain_timeout, "calls on revoked partitions still running; their events will be redelivered");
         }
     }
 }
@@ -128,6 +132,9 @@ impl ConsumerContext for GroupContext {
         let Rebalance::Revoke(partitions) = rebalance else {
             return;
         };
+        for p in partitions.elements() {
+            self.tracker.revoke(p.topic(), p.partition());
+        }
         // Lanes keep running on other threads while this callback waits; at shutdown the unstarted
         // events are left for the next owner, so there is nothing to wait for.
         let can_block = tokio::runtime::Handle::try_current()
@@ -191,14 +198,22 @@ pub struct Shared {
     pub dead_letter_unrouted: bool,
     /// The plugins in service: a removed plugin handles nothing more.
     pub catalog: Arc<Catalog>,
+    /// Events fetched and not finished, and their bytes.
+    pub in_flight: Arc<InFlight>,
+    /// Uncommitted events one partition may have before fetching pauses for it.
+    pub max_uncommitted: usize,
 }
 
 impl Shared {
     /// Marks an event finished. Its partition's position reaches librdkafka with the next
     /// [`store_positions`].
     pub fn finish(&self, ticket: &Ticket) {
-        self.metrics.in_flight.dec();
         self.tracker.finish(ticket);
+    }
+
+    /// Lets go of an event of a revoked partition without handling it: the next owner will.
+    pub fn let_go(&self, ticket: &Ticket) {
+        tracing::debug!(topic = %ticket.topic, partition = ticket.partition, offset = ticket.offset, "partition revoked; event left for its next owner");
     }
 }
 
@@ -237,9 +252,9 @@ pub async fn fetch_loop(
     // every assigned partition is paused: the loop keeps polling (so the member never exceeds
     // `max.poll.interval.ms`) without fetching more, and resumes once the lanes have room.
     let mut held: VecDeque<Job> = VecDeque::new();
-    let mut paused = false;
-    let mut store_tick = tokio::time::interval(STORE_INTERVAL);
-    store_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pauses = Pauses::default();
+    let mut tick = tokio::time::interval(STORE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some(job) = held.pop_front() {
             match lanes.try_send(job) {
@@ -251,23 +266,20 @@ pub async fn fetch_loop(
                 Err(TrySend::Closed) => return,
             }
         }
-        if held.is_empty() && paused {
-            set_paused(&shared, false);
-            paused = false;
-        } else if !held.is_empty() && !paused {
-            set_paused(&shared, true);
-            paused = true;
-        }
+        pauses.apply(&shared, !held.is_empty() || shared.in_flight.over(), false);
         let room = held.front().map(|job| lanes.room_for(job));
         let message = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
-            _ = store_tick.tick() => {
+            _ = tick.tick() => {
                 store_positions(&shared.tracker, shared.consumer.as_ref());
+                pauses.recount(&shared);
                 continue;
             }
             Ok(()) = swaps.changed() => {
-                follow_topics(&shared, &catalog.live().topics, &mut subscribed);
+                let live = catalog.live();
+                follow_topics(&shared, &live.topics, &mut subscribed);
+                pauses.take_back(&shared, &live);
                 continue;
             }
             _ = async { room.expect("guarded").await }, if room.is_some() => continue,
@@ -275,13 +287,17 @@ pub async fn fetch_loop(
         };
         match message {
             Ok(message) => {
-                if let Some(job) = accept(&shared, &catalog.live(), &message) {
+                let live = catalog.live();
+                if !live.subscribes(message.topic()) {
+                    pauses.set_aside(&shared, &message);
+                    continue;
+                }
+                if let Some(job) = accept(&shared, &live, &message) {
                     held.push_back(job);
                 }
-                if paused {
-                    // A partition assigned meanwhile, or a message fetched before the pause.
-                    set_paused(&shared, true);
-                }
+                pauses.check(&shared, message.topic(), message.partition());
+                // A partition may have been assigned meanwhile, or a message fetched before a pause.
+                pauses.apply(&shared, pauses.all, true);
             }
             Err(error) => {
                 tracing::warn!(%error, "consumer error");
@@ -292,8 +308,8 @@ pub async fn fetch_loop(
 }
 
 /// Subscribes to `topics` if they differ from `subscribed`. Partitions of topics no plugin needs any
-/// more are revoked (after their in-flight events finish and commit); records of them fetched
-/// before that are left unhandled and uncommitted, for whoever consumes the topic next.
+/// more are revoked (after the calls running on them return, and a commit); records of them fetched
+/// before that are set aside (see [`Pauses::set_aside`]).
 fn follow_topics(shared: &Shared, topics: &[String], subscribed: &mut Vec<String>) {
     if topics == subscribed.as_slice() {
         return;
@@ -312,18 +328,163 @@ fn follow_topics(shared: &Shared, topics: &[String], subscribed: &mut Vec<String
     *subscribed = topics.to_vec();
 }
 
-/// Pauses or resumes fetching on every assigned partition.
-fn set_paused(shared: &Shared, pause: bool) {
-    let assignment = match shared.consumer.assignment() {
-        Ok(assignment) => assignment,
-        Err(error) => return tracing::warn!(%error, "cannot read the assignment"),
-    };
-    let result = if pause { shared.consumer.pause(&assignment) } else { shared.consumer.resume(&assignment) };
-    match result {
-        Ok(()) => tracing::debug!(pause, "lanes full: fetching {}", if pause { "paused" } else { "resumed" }),
-        Err(error) => tracing::warn!(%error, pause, "cannot pause/resume fetching"),
+/// Which assigned partitions the fetch loop keeps from fetching, and why:
+/// - all of them while jobs wait for a full lane or the host holds `pipeline.max_in_flight_mib`
+///   of records (backpressure);
+/// - a partition with `pipeline.max_uncommitted` events fetched and not committed (its head is
+///   stuck: a parked retry, a call that does not return), until it drops below three quarters;
+/// - a partition of a topic no plugin subscribes to any more, from the first record of it that
+///   was not handled: the consumer is sent back to that record, so nothing past it can be
+///   committed; it is fetched again if a plugin subscribes to the topic again, or by the next
+///   owner once the partition is revoked.
+#[derive(Default)]
+struct Pauses {
+    all: bool,
+    crowded: HashSet<(String, i32)>,
+    aside: HashSet<(String, i32)>,
+}
+
+impl Pauses {
+    /// Finds the partitions with too many uncommitted events (every store tick, not per record)
+    /// and pauses or resumes them.
+    fn recount(&mut self, shared: &Shared) {
+        let max = shared.max_uncommitted;
+        let crowded: HashSet<(String, i32)> = shared
+            .tracker
+            .uncommitted()
+            .into_iter()
+            .filter(|(tp, n)| *n >= max || (self.crowded.contains(tp) && *n > max / 4 * 3))
+            .map(|(tp, _)| tp)
+            .collect();
+        if crowded == self.crowded {
+            return;
+        }
+        for (topic, partition) in crowded.difference(&self.crowded) {
+            tracing::warn!(
+                topic,
+                partition,
+                max,
+                "partition has too many uncommitted events; fetching paused for it"
+            );
+        }
+        self.crowded = crowded;
+        self.update(shared, self.all);
     }
-    shared.metrics.fetch_paused.set(i64::from(pause));
+
+    /// Pauses the partition of the record just fetched if it reached `pipeline.max_uncommitted`
+    /// (cheap enough for every record; [`Pauses::recount`] resumes it).
+    fn check(&mut self, shared: &Shared, topic: &str, partition: i32) {
+        let max = shared.max_uncommitted;
+        if shared.tracker.in_flight(topic, partition) < max {
+            return;
+        }
+        if self.crowded.insert((topic.to_string(), partition)) {
+            tracing::warn!(
+                topic,
+                partition,
+                max,
+                "partition has too many uncommitted events; fetching paused for it"
+            );
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            if let Err(error) = shared.consumer.pause(&tpl) {
+                tracing::warn!(%error, topic, partition, "cannot pause fetching");
+            }
+        }
+    }
+
+    /// Pauses every assigned partition while `all`, else only the crowded and set-aside ones.
+    /// `again`: re-pause even if nothing changed (a partition may have been assigned since).
+    fn apply(&mut self, shared: &Shared, all: bool, again: bool) {
+        if all != self.all || (again && all) {
+            self.update(shared, all);
+        }
+    }
+
+    fn update(&mut self, shared: &Shared, all: bool) {
+        let assignment = match shared.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => return tracing::warn!(%error, "cannot read the assignment"),
+        };
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for element in assignment.elements() {
+            let tp = (element.topic().to_string(), element.partition());
+            let paused = all || self.crowded.contains(&tp) || self.aside.contains(&tp);
+            let list = if paused { &mut pause } else { &mut resume };
+            list.add_partition(element.topic(), element.partition());
+        }
+        if pause.count() > 0
+            && let Err(error) = shared.consumer.pause(&pause)
+        {
+            tracing::warn!(%error, partitions = %describe(&pause), "cannot pause fetching");
+        }
+        if resume.count() > 0
+            && let Err(error) = shared.consumer.resume(&resume)
+        {
+            tracing::warn!(%error, partitions = %describe(&resume), "cannot resume fetching");
+        }
+        if all != self.all {
+            tracing::debug!("fetching {}", if all { "paused: lanes full" } else { "resumed" });
+        }
+        shared.metrics.fetch_paused.set(i64::from(all));
+        self.all = all;
+    }
+
+    /// A record of a topic no plugin subscribes to any more (fetched before the subscription
+    /// changed, or the change failed): pause its partition and go back to it.
+    fn set_aside(&mut self, shared: &Shared, message: &BorrowedMessage<'_>) {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        if !self.aside.insert((topic.to_string(), partition)) {
+            return;
+        }
+        tracing::debug!(
+            topic,
+            partition,
+            offset,
+            "record of a topic no plugin subscribes to any more; set aside"
+        );
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        if let Err(error) = shared.consumer.pause(&tpl) {
+            tracing::warn!(%error, topic, partition, "cannot pause a partition no plugin wants");
+        }
+        // Without blocking: the position moves back before fetching resumes.
+        if let Err(error) = shared.consumer.seek(topic, partition, Offset::Offset(offset), Duration::ZERO) {
+            tracing::warn!(%error, topic, partition, offset, "cannot go back to a record set aside");
+        }
+    }
+
+    /// Resumes the partitions set aside whose topic a plugin subscribes to again, and forgets the
+    /// ones no longer assigned.
+    fn take_back(&mut self, shared: &Shared, live: &Live) {
+        if self.aside.is_empty() {
+            return;
+        }
+        let assigned: HashSet<(String, i32)> = shared
+            .consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+            .unwrap_or_default();
+        let mut resume = TopicPartitionList::new();
+        let all = self.all;
+        self.aside.retain(|(topic, partition)| {
+            if !assigned.contains(&(topic.clone(), *partition)) {
+                return false;
+            }
+            if live.subscribes(topic) {
+                if !all {
+                    resume.add_partition(topic, *partition);
+                }
+                return false;
+            }
+            true
+        });
+        if resume.count() > 0
+            && let Err(error) = shared.consumer.resume(&resume)
+        {
+            tracing::warn!(%error, "cannot resume partitions set aside");
+        }
+    }
 }
 
 /// A header with its name as text.
@@ -331,9 +492,7 @@ type TextHeader<'a> = (&'a str, Option<&'a [u8]>);
 
 /// The headers with their names as text. The Kafka protocol makes a header name a UTF-8 string;
 /// a record that breaks that is not read any further.
-fn utf8_names<'a>(
-    headers: &[crate::headers::HeaderBytes<'a>],
-) -> Result<Vec<TextHeader<'a>>, DecodeError> {
+fn utf8_names<'a>(headers: &[crate::headers::HeaderBytes<'a>]) -> Result<Vec<TextHeader<'a>>, DecodeError> {
     headers
         .iter()
         .map(|&(name, value)| match std::str::from_utf8(name) {
@@ -351,13 +510,7 @@ fn utf8_names<'a>(
 fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> Option<Job> {
     let topic = message.topic();
     let (partition, offset) = (message.partition(), message.offset());
-    if !live.subscribes(topic) {
-        // Fetched before the plugin that wanted this topic was removed: not ours to handle or commit.
-        tracing::debug!(topic, partition, offset, "record of a topic no plugin subscribes to any more; left");
-        return None;
-    }
     shared.metrics.received.with_label_values(&[topic]).inc();
-    shared.metrics.in_flight.inc();
     let ticket = shared.tracker.begin(topic, partition, offset);
     // Names and values as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
     let header_bytes = message.headers().map(crate::headers::read).unwrap_or_default();
@@ -370,6 +523,7 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         headers: header_bytes.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect(),
         timestamp_ms: message.timestamp().to_millis(),
     };
+    let share = shared.in_flight.take(raw.size());
     let decoded = utf8_names(&header_bytes).and_then(|headers| {
         let replay_plugin = headers.iter().find(|(k, _)| *k == dlq::REPLAY_PLUGIN).and_then(|(_, v)| *v);
         decode(&headers, message.payload()).map(|decoded| (decoded, replay_plugin))
@@ -379,13 +533,8 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         Err(reason) => {
             tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; dead-lettering");
             shared.metrics.invalid.with_label_values(&[topic]).inc();
-            return Some(Job::refused(
-                ticket,
-                record(message),
-                raw,
-                DlqReason::InvalidCloudevent,
-                reason.to_string(),
-            ));
+            let reason = (DlqReason::InvalidCloudevent, reason.to_string());
+            return Some(Job::refused(ticket, record(message), raw, reason, share));
         }
     };
     let mut plugins = live.router.route(topic, &event);
@@ -399,14 +548,14 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         if shared.dead_letter_unrouted {
             let error =
                 format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
-            return Some(Job::refused(ticket, record(message), raw, DlqReason::NoRoute, error));
+            return Some(Job::refused(ticket, record(message), raw, (DlqReason::NoRoute, error), share));
         }
         shared.finish(&ticket);
         return None;
     }
     let record = Record { headers, ..record(message) };
     let pending = plugins.into_iter().map(|p| (p, 1)).collect();
-    Some(Job { ticket, event: Ok(event.into()), record, raw: Arc::new(raw), pending })
+    Some(Job { ticket, event: Ok(event.into()), record, raw: Arc::new(raw), pending, share })
 }
 
 /// The record as handlers see it, without its headers (those come from decoding).

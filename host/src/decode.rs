@@ -462,3 +462,64 @@ mod tests {
         assert!(reason(&ct(BATCH_JSON), b"[]").contains("one event per record"));
     }
 }
+
+/// Decoding arbitrary bytes: whatever a producer writes, decoding ends in an event or a reason,
+/// never a panic; and an event it accepts has the attributes the spec requires.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("content-type".to_string()),
+            Just("ce_specversion".to_string()),
+            Just("ce_id".to_string()),
+            Just("ce_source".to_string()),
+            Just("ce_type".to_string()),
+            Just("ce_time".to_string()),
+            "ce_[a-zA-Z0-9_]{0,12}",
+            "[ -~]{0,16}",
+        ]
+    }
+
+    fn header_value() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop_oneof![
+            Just(Some(b"1.0".to_vec())),
+            Just(Some(b"application/cloudevents+json".to_vec())),
+            Just(Some(b"application/json; charset=utf-8".to_vec())),
+            Just(None),
+            proptest::collection::vec(any::<u8>(), 0..24).prop_map(Some),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+        let json = r#"\{"(specversion|id|source|type|data|data_base64|time|[a-z]{1,8})":("1\.0"|"[a-z]{0,4}"|99|true|null|\{\}|\[\]),"id":"x"\}"#;
+        prop_oneof![
+            Just(None),
+            proptest::collection::vec(any::<u8>(), 0..256).prop_map(Some),
+            json.prop_map(|s| Some(s.into_bytes())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_record_decodes_or_says_why(
+            headers in proptest::collection::vec((header_name(), header_value()), 0..8),
+            value in value(),
+        ) {
+            let headers: Vec<(&str, Option<&[u8]>)> =
+                headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect();
+            match decode(&headers, value.as_deref()) {
+                Ok((event, _)) => {
+                    prop_assert_eq!(event.specversion.as_str(), "1.0");
+                    prop_assert!(!event.id.is_empty() && !event.source.is_empty() && !event.ty.is_empty());
+                }
+                Err(reason) => prop_assert!(!reason.to_string().is_empty()),
+            }
+        }
+    }
+}

@@ -64,6 +64,14 @@ pub struct RawRecord {
     pub timestamp_ms: Option<i64>,
 }
 
+impl RawRecord {
+    /// Bytes of key, value and headers: what holding the record costs.
+    pub fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+    }
+}
+
 /// Why and by whom a record is dead-lettered.
 #[derive(Debug, Clone)]
 pub struct Letter<'a> {

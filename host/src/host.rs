@@ -18,6 +18,7 @@ use crate::dlq::DeadLetters;
 use crate::emit::Emitter;
 use crate::health::Health;
 use crate::http;
+use crate::in_flight::InFlight;
 use crate::kafka;
 use crate::lanes::Lanes;
 use crate::metrics::Metrics;
@@ -92,6 +93,7 @@ impl Host {
             stopping.clone(),
             health.clone(),
         );
+        let in_flight_gauge = metrics.in_flight.clone();
         let shared = Arc::new(Shared {
             consumer: Arc::new(consumer),
             tracker,
@@ -100,6 +102,11 @@ impl Host {
             dead_letters,
             dead_letter_unrouted: config.dlq.unrouted,
             catalog: catalog.clone(),
+            in_flight: InFlight::new(
+                in_flight_gauge,
+                usize::try_from(config.pipeline.max_in_flight_mib << 20).unwrap_or(usize::MAX),
+            ),
+            max_uncommitted: config.pipeline.max_uncommitted,
         });
         let mut tasks = JoinSet::new();
         let pipeline = &config.pipeline;

@@ -27,6 +27,7 @@ use crate::bindings::{self, Cloudevent};
 use crate::consumer::Shared;
 use crate::dlq::{Letter, RawRecord};
 use crate::event::Record;
+use crate::in_flight::Share;
 use crate::offsets::Ticket;
 use crate::plugin::Plugin;
 use crate::retry::{Decision, DlqReason};
@@ -47,12 +48,20 @@ pub struct Job {
     pub raw: Arc<RawRecord>,
     /// The plugins that still have to handle it, each with its next attempt number (1-based).
     pub pending: Vec<(Arc<Plugin>, u32)>,
+    /// Its part of the host's in-flight count and bytes, given back when the job is dropped.
+    pub share: Share,
 }
 
 impl Job {
     /// A record refused before routing: it goes to the dead-letter topic for `reason`.
-    pub fn refused(ticket: Ticket, record: Record, raw: RawRecord, reason: DlqReason, error: String) -> Self {
-        Self { ticket, event: Err((reason, error)), record, raw: Arc::new(raw), pending: Vec::new() }
+    pub fn refused(
+        ticket: Ticket,
+        record: Record,
+        raw: RawRecord,
+        reason: (DlqReason, String),
+        share: Share,
+    ) -> Self {
+        Self { ticket, event: Err(reason), record, raw: Arc::new(raw), pending: Vec::new(), share }
     }
 }
 
@@ -157,6 +166,8 @@ enum Progress {
     /// event were removed along with its topic: leave the event unfinished (uncommitted) for the
     /// next owner of the partition.
     Abandoned,
+    /// The event's partition was revoked before the attempt: it was not tried; the next owner will.
+    Revoked,
 }
 
 struct Lane {
@@ -218,6 +229,7 @@ impl Lane {
                 self.park_front(key, VecDeque::new(), job, delay);
             }
             Progress::Abandoned => {}
+            Progress::Revoked => self.shared.let_go(&job.ticket),
         }
     }
 
@@ -236,6 +248,7 @@ impl Lane {
                 // Left for the partition's next owner; the events behind it still get their turn
                 // (each is finished or abandoned on its own), so none is silently dropped.
                 Progress::Abandoned => {}
+                Progress::Revoked => self.shared.let_go(&job.ticket),
             }
         }
     }
@@ -262,8 +275,18 @@ impl Lane {
         self.parked.insert(key, queue);
     }
 
-    /// Runs every plugin still pending on the event once, applying the retry policy to failures.
+    /// Runs every plugin still pending on the event once, applying the retry policy to failures —
+    /// unless the event's partition was revoked meanwhile.
     async fn attempt(&self, job: &mut Job) -> Progress {
+        if !self.shared.tracker.start(&job.ticket) {
+            return Progress::Revoked;
+        }
+        let progress = self.attempt_claimed(job).await;
+        self.shared.tracker.stop(&job.ticket);
+        progress
+    }
+
+    async fn attempt_claimed(&self, job: &mut Job) -> Progress {
         let mut retry_in: Option<Duration> = None;
         let event = match &job.event {
             Ok(event) => event,
@@ -352,10 +375,7 @@ impl Lane {
         match retry_in {
             Some(delay) => Progress::Retry(delay),
             // Its topic is no longer consumed: left uncommitted, for the plugin's return.
-            None if removed && !live.subscribes(&job.record.topic) => {
-                self.shared.metrics.in_flight.dec();
-                Progress::Abandoned
-            }
+            None if removed && !live.subscribes(&job.record.topic) => Progress::Abandoned,
             None => Progress::Done,
         }
     }

@@ -13,7 +13,7 @@
 //! - [`runtime`], [`plugin`], [`catalog`]: the WebAssembly engine, one loaded plugin with its
 //!   instance pool, and the plugins directory; [`plugin_log`]: plugins' log lines, capped.
 //! - [`consumer`], [`lanes`], [`offsets`]: the fetch loop and group membership, per-key ordering
-//!   and retry parking, contiguous commits.
+//!   and retry parking, contiguous commits; [`in_flight`]: what the host holds, bounded.
 //! - [`retry`], [`dlq`]: the retry policy and the dead-letter writer; [`replay`]: `weft dlq
 //!   inspect|replay`.
 //! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
@@ -34,6 +34,7 @@ pub mod headers;
 pub mod health;
 pub mod host;
 pub mod http;
+pub mod in_flight;
 pub mod invoke;
 pub mod kafka;
 pub mod lanes;

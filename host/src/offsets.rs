@@ -38,6 +38,10 @@ struct Partition {
     position: Option<i64>,
     /// The position last handed to [`OffsetTracker::store`]'s callback.
     stored: Option<i64>,
+    /// The partition is being revoked: no event of it may start any more.
+    revoked: bool,
+    /// Handler calls (or dead-letter writes) of this partition under way.
+    running: usize,
 }
 
 /// In-flight events of every assigned partition.
@@ -65,6 +69,8 @@ impl OffsetTracker {
             pending: VecDeque::new(),
             position: None,
             stored: None,
+            revoked: false,
+            running: 0,
         });
         if state.pending.back().is_some_and(|&(last, _, _)| offset <= last)
             || state.position.is_some_and(|position| offset < position)
@@ -132,6 +138,47 @@ impl OffsetTracker {
         Ok(())
     }
 
+    /// Claims the ticket's event for work (a handler call, a dead-letter write). `false` when its
+    /// partition was revoked or forgotten meanwhile: the event belongs to the partition's next
+    /// owner and must not be worked on here. A `true` must be matched by [`OffsetTracker::stop`].
+    pub fn start(&self, ticket: &Ticket) -> bool {
+        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
+        let Some(state) = partitions.get_mut(&ticket.topic).and_then(|p| p.get_mut(&ticket.partition)) else {
+            return false;
+        };
+        if state.generation != ticket.generation || state.revoked {
+            return false;
+        }
+        state.running += 1;
+        true
+    }
+
+    /// The work claimed by [`OffsetTracker::start`] is over (the event finished, or waits for a retry).
+    pub fn stop(&self, ticket: &Ticket) {
+        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
+        if let Some(state) = partitions.get_mut(&ticket.topic).and_then(|p| p.get_mut(&ticket.partition))
+            && state.generation == ticket.generation
+        {
+            state.running = state.running.saturating_sub(1);
+        }
+    }
+
+    /// Marks a partition revoked: its events that have not started never will here (they stay
+    /// uncommitted for the next owner); those running may still finish, see
+    /// [`OffsetTracker::running`].
+    pub fn revoke(&self, topic: &str, partition: i32) {
+        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
+        if let Some(state) = partitions.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            state.revoked = true;
+        }
+    }
+
+    /// Work under way on the partition's events.
+    pub fn running(&self, topic: &str, partition: i32) -> usize {
+        let partitions = self.partitions.lock().expect("offset lock poisoned");
+        partitions.get(topic).and_then(|p| p.get(&partition)).map_or(0, |s| s.running)
+    }
+
     /// For every partition with unfinished events: how long ago its oldest unfinished event was
     /// fetched, and its offset. A partition whose oldest event keeps ageing is not making progress.
     pub fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)> {
@@ -151,6 +198,20 @@ impl OffsetTracker {
     pub fn partitions(&self) -> Vec<(String, i32)> {
         let partitions = self.partitions.lock().expect("offset lock poisoned");
         partitions.iter().flat_map(|(t, p)| p.keys().map(move |&p| (t.clone(), p))).collect()
+    }
+
+    /// Every partition with events fetched and not committed, and how many.
+    pub fn uncommitted(&self) -> Vec<((String, i32), usize)> {
+        let partitions = self.partitions.lock().expect("offset lock poisoned");
+        partitions
+            .iter()
+            .flat_map(|(topic, by_partition)| {
+                by_partition
+                    .iter()
+                    .filter(|(_, state)| !state.pending.is_empty())
+                    .map(move |(&partition, state)| ((topic.clone(), partition), state.pending.len()))
+            })
+            .collect()
     }
 
     /// How many events of the partition are in flight.
@@ -328,6 +389,24 @@ mod tests {
         assert!(oldest[0].3 >= Duration::from_millis(20));
         t.finish(&head);
         assert!(t.oldest_unfinished().is_empty());
+    }
+
+    #[test]
+    fn a_revoked_partition_lets_running_work_finish_and_starts_nothing() {
+        let t = OffsetTracker::new();
+        let running = t.begin("t", 0, 0);
+        let waiting = t.begin("t", 0, 1);
+        let other = t.begin("t", 1, 0);
+        assert!(t.start(&running));
+        t.revoke("t", 0);
+        assert!(!t.start(&waiting), "revoked: not ours to start");
+        assert!(t.start(&other), "other partitions are unaffected");
+        assert_eq!(t.running("t", 0), 1);
+        assert_eq!(t.finish(&running), Some(1), "what was running still finishes and counts");
+        t.stop(&running);
+        assert_eq!(t.running("t", 0), 0);
+        t.forget("t", 0);
+        assert!(!t.start(&waiting), "forgotten: not ours either");
     }
 
     #[test]

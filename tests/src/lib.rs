@@ -13,7 +13,7 @@ use cloudevents::{EventBuilder, EventBuilderV10};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weft::Config;
@@ -221,6 +221,30 @@ impl TestProducer {
         self.raw(topic, partition, Some(key.as_bytes()), &headers, Some(&value)).await;
     }
 
+    /// Produces a record with header names given as bytes (they need not be UTF-8) and waits for
+    /// the acknowledgement.
+    pub async fn raw_bytes(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+        value: Option<&[u8]>,
+    ) {
+        let mut record =
+            FutureRecord::<[u8], [u8]>::to(topic).headers(weft::headers::build(headers.iter().copied()));
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        self.producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("produce");
+    }
+
     /// Produces a record exactly as given and waits for the acknowledgement.
     pub async fn raw(
         &self,
@@ -284,8 +308,10 @@ pub struct Output {
     pub offset: i64,
     /// Its key.
     pub key: Option<String>,
-    /// Its headers.
+    /// Its headers (names and values read as UTF-8, lossily).
     pub headers: HashMap<String, String>,
+    /// Its headers byte for byte, in order.
+    pub raw_headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Its value.
     pub value: Vec<u8>,
 }
@@ -329,25 +355,33 @@ pub async fn read_until(
         match tokio::time::timeout(left.min(Duration::from_millis(200)), consumer.recv()).await {
             Err(_) => continue,
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Ok(Ok(m)) => out.push(Output {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                headers: m
+            Ok(Ok(m)) => {
+                // Byte-level: a dead letter may carry a header name that is not UTF-8.
+                let raw_headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = m
                     .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                value: m.payload().unwrap_or_default().to_vec(),
-            }),
+                    .map(weft::headers::read)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                    .collect();
+                out.push(Output {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    headers: raw_headers
+                        .iter()
+                        .map(|(k, v)| {
+                            let value = v.as_deref().unwrap_or_default();
+                            (
+                                String::from_utf8_lossy(k).into_owned(),
+                                String::from_utf8_lossy(value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    raw_headers,
+                    value: m.payload().unwrap_or_default().to_vec(),
+                })
+            }
         }
     }
     out

@@ -175,6 +175,39 @@ async fn a_key_in_backoff_does_not_hold_back_other_keys_and_keeps_its_own_order(
     finish(s, 1).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_backoff_on_one_partition_does_not_hold_back_the_same_key_on_another() {
+    let s = start(2, fast_retries(5, 50)).await;
+    let producer = TestProducer::new();
+    // The same key on two partitions (a producer that picks partitions itself): Kafka orders
+    // nothing across them, so a retry on partition 0 must not hold partition 1 back.
+    producer
+        .event_with(
+            &s.topic,
+            Some(0),
+            "A",
+            "p0-A-0",
+            Mode::Binary,
+            &[("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "8000")],
+        )
+        .await;
+    producer.event(&s.topic, Some(0), "A", "p0-A-1", Mode::Binary).await;
+    let metrics = s.host.metrics().clone();
+    assert!(eventually(Duration::from_secs(30), || metrics.parked.get() >= 1).await, "A never parked");
+    for n in 0..5 {
+        producer.event(&s.topic, Some(1), "A", &format!("p1-A-{n}"), Mode::Binary).await;
+    }
+    let outputs = read(&s.output, 7, Duration::from_secs(60)).await;
+    let order = ids(&outputs);
+    assert_eq!(order.len(), 7, "{order:?}");
+    let position = |id: &str| order.iter().position(|o| *o == id).unwrap_or_else(|| panic!("{id} missing"));
+    for n in 0..5 {
+        assert!(position(&format!("p1-A-{n}")) < position("p0-A-0"), "partition 1 waited: {order:?}");
+    }
+    assert!(position("p0-A-0") < position("p0-A-1"), "partition 0 out of order: {order:?}");
+    finish(s, 2).await;
+}
+
 /// Binary-mode headers for a minimal event with `id`.
 fn binary(id: &str) -> Vec<(String, Vec<u8>)> {
     vec![
@@ -328,4 +361,55 @@ async fn full_lanes_pause_fetching_and_the_member_stays_in_the_group() {
         "events still in flight"
     );
     host.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_head_bounds_the_uncommitted_events_of_its_partition() {
+    init_logging();
+    let (topic, output) = topic_pair("crowded", 1).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    let producer = TestProducer::new();
+    producer
+        .event_with(
+            &topic,
+            Some(0),
+            "A",
+            "A-0",
+            Mode::Binary,
+            &[("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "6000")],
+        )
+        .await;
+    for n in 0..1_000 {
+        let key = format!("k{}", n % 50);
+        producer.enqueue(&topic, &key, &binary(&format!("{key}-{n}")), b"{}");
+    }
+    producer.flush();
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    config.pipeline.max_uncommitted = 100;
+    config.retry = fast_retries(5, 50);
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let group = config.kafka.group_id.clone();
+    let host = Host::start(config).await.unwrap();
+    let metrics = host.metrics().clone();
+    assert!(eventually(Duration::from_secs(30), || metrics.parked.get() >= 1).await, "A never parked");
+    // While A waits (6 s), the partition may hold at most about 100 uncommitted events.
+    let mut most = 0;
+    for _ in 0..30 {
+        most = most.max(metrics.in_flight.get());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let handled_while_stuck = metrics.handled.with_label_values(&[&topic, "echo"]).get();
+    eprintln!("in flight at most {most}, handled while stuck {handled_while_stuck}");
+    assert!(most <= 200, "{most} events in flight behind a stuck head; the cap is 100");
+    assert!(handled_while_stuck < 150, "{handled_while_stuck} handled behind a stuck head");
+    // Once A is handled, the rest follow and everything commits.
+    assert!(
+        eventually(Duration::from_secs(60), || metrics.handled.with_label_values(&[&topic, "echo"]).get()
+            >= 1_001)
+        .await
+    );
+    assert!(eventually(Duration::from_secs(20), || metrics.in_flight.get() == 0).await);
+    host.shutdown().await.unwrap();
+    assert_eq!(committed_and_end(&group, &topic, 1), [(1_001, 1_001)]);
 }

@@ -80,6 +80,27 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
         .await
         .map_err(|(e, _)| e)
         .unwrap();
+    // An event that waits for its retry: the progress gauges have a series to show.
+    let parked = [
+        ("ce_specversion", "1.0"),
+        ("ce_id", "d-2"),
+        ("ce_source", "/drift"),
+        ("ce_type", "drift"),
+        ("ce_failmode", "retryable"),
+        ("ce_faildelayms", "60000"),
+    ]
+    .iter()
+    .fold(rdkafka::message::OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(rdkafka::message::Header { key, value: Some(*value) })
+    });
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to("drift").key("k2").payload("{}").headers(parked),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let mut config = weft::Config::with_brokers(mock.bootstrap_servers());
     config.plugins.dir = dir;
@@ -91,7 +112,10 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
     let mut body = String::new();
     for _ in 0..100 {
         body = http_get(host.http_addr().unwrap(), "/metrics").await.1;
-        if body.contains("weft_consumer_lag{") && body.contains("weft_kafka_broker_rtt_seconds{") {
+        if body.contains("weft_consumer_lag{")
+            && body.contains("weft_kafka_broker_rtt_seconds{")
+            && body.contains("weft_partition_oldest_unfinished_seconds{")
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

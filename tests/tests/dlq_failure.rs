@@ -1,6 +1,7 @@
 //! Fault injection with librdkafka's mock cluster: while the dead-letter topic refuses writes, the
 //! poison event's offset is not committed; once the topic accepts them again, the dead letter is
-//! written and the commit moves to the end. Nothing is lost.
+//! written and the commit moves to the end. Nothing is lost, and `/readyz` says why the host is
+//! stuck while it is.
 
 use std::time::Duration;
 
@@ -65,6 +66,12 @@ async fn offset_waits_for_an_acknowledged_dead_letter_write() {
     let stuck = committed_and_end_at(&bootstrap, "dlq-failure", "orders", 1)[0].0;
     assert!(stuck <= 1, "committed {stuck} while o-1's dead letter was unwritten");
     assert_eq!(metrics.dead_lettered.with_label_values(&["orders", "permanent_error"]).get(), 0);
+    // The operator is told: not ready, with the reason.
+    let addr = host.http_addr().expect("http listener");
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("dead-letter writes are failing: orders.dlq"), "{body}");
+    assert_eq!(metrics.not_ready.get(), 1);
 
     mock.topic_error("orders.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
     assert!(
@@ -77,6 +84,8 @@ async fn offset_waits_for_an_acknowledged_dead_letter_write() {
         "the dead letter was not written once the topic accepted writes"
     );
     assert!(eventually(Duration::from_secs(10), || metrics.in_flight.get() == 0).await);
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 200, "ready again once the dead letter is written: {body}");
     host.shutdown().await.unwrap();
     assert_eq!(committed_and_end_at(&bootstrap, "dlq-failure", "orders", 1)[0], (3, 3));
     assert_eq!(metrics.handled.with_label_values(&["orders", "echo"]).get(), 2);

@@ -106,6 +106,12 @@ pub struct DlqConfig {
     /// Replication factor of dead-letter topics Weft creates; `-1` uses the broker's default.
     #[serde(default = "defaults::replication_factor")]
     pub replication_factor: i32,
+    /// Let the `weft.replay.plugin` header (added by `weft dlq replay`) send a replayed record only
+    /// to the plugin that failed it. The header can only narrow the route to a plugin that would
+    /// have received the event anyway. Turn off where producers you do not control write to the
+    /// topics: every record then goes to every subscribed plugin.
+    #[serde(default = "defaults::yes")]
+    pub replay_routing: bool,
 }
 
 impl Default for DlqConfig {
@@ -116,6 +122,7 @@ impl Default for DlqConfig {
             unrouted: false,
             create_topics: true,
             replication_factor: defaults::replication_factor(),
+            replay_routing: true,
         }
     }
 }

@@ -167,12 +167,21 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// Commits the stored offsets synchronously. "Nothing to commit" is not an error.
+/// Commits the stored offsets synchronously. "Nothing to commit" is not an error; a failed commit
+/// is tried twice more (a coordinator moving, a request timing out), since the next automatic
+/// commit may never come (revocation, shutdown).
 pub fn commit<C: Consumer<GroupContext>>(consumer: &C) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {}
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(error) => tracing::warn!(%error, "offset commit failed; the next commit will retry"),
+    for attempt in 1..=3 {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return,
+            Err(error) if attempt < 3 => {
+                tracing::warn!(%error, attempt, "offset commit failed; trying again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => {
+                tracing::error!(%error, "offset commit failed; finished events may be delivered again")
+            }
+        }
     }
 }
 
@@ -202,6 +211,8 @@ pub struct Shared {
     pub in_flight: Arc<InFlight>,
     /// Uncommitted events one partition may have before fetching pauses for it.
     pub max_uncommitted: usize,
+    /// Whether `weft.replay.plugin` narrows the route of a replayed record (`dlq.replay_routing`).
+    pub replay_routing: bool,
 }
 
 impl Shared {
@@ -385,11 +396,7 @@ impl Pauses {
                 max,
                 "partition has too many uncommitted events; fetching paused for it"
             );
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, partition);
-            if let Err(error) = shared.consumer.pause(&tpl) {
-                tracing::warn!(%error, topic, partition, "cannot pause fetching");
-            }
+            pause_one(shared, topic, partition);
         }
     }
 
@@ -443,11 +450,7 @@ impl Pauses {
             offset,
             "record of a topic no plugin subscribes to any more; set aside"
         );
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        if let Err(error) = shared.consumer.pause(&tpl) {
-            tracing::warn!(%error, topic, partition, "cannot pause a partition no plugin wants");
-        }
+        pause_one(shared, topic, partition);
         // Without blocking: the position moves back before fetching resumes.
         if let Err(error) = shared.consumer.seek(topic, partition, Offset::Offset(offset), Duration::ZERO) {
             tracing::warn!(%error, topic, partition, offset, "cannot go back to a record set aside");
@@ -484,6 +487,15 @@ impl Pauses {
         {
             tracing::warn!(%error, "cannot resume partitions set aside");
         }
+    }
+}
+
+/// Stops fetching one partition.
+fn pause_one(shared: &Shared, topic: &str, partition: i32) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    if let Err(error) = shared.consumer.pause(&tpl) {
+        tracing::warn!(%error, topic, partition, "cannot pause fetching");
     }
 }
 
@@ -538,9 +550,21 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         }
     };
     let mut plugins = live.router.route(topic, &event);
-    // A record replayed from a dead-letter topic goes back only to the plugin that failed it.
-    if let Some(only) = replay_plugin {
+    // A record replayed from a dead-letter topic goes back only to the plugin that failed it. The
+    // header only ever narrows the route to a plugin that would have received the event anyway: one
+    // naming no such plugin (forged, or the plugin is gone) is ignored, so it cannot make an event
+    // vanish; `dlq.replay_routing = false` ignores it always.
+    if let Some(only) = replay_plugin.filter(|_| shared.replay_routing)
+        && plugins.iter().any(|p| p.id.as_bytes() == only)
+    {
         plugins.retain(|p| p.id.as_bytes() == only);
+    } else if replay_plugin.is_some() && shared.replay_routing {
+        tracing::warn!(
+            topic,
+            partition,
+            offset,
+            "weft.replay.plugin names no plugin subscribed to this event; routing to all"
+        );
     }
     if plugins.is_empty() {
         tracing::debug!(topic, partition, offset, ce.id = %event.id, ce.r#type = %event.ty, "no plugin subscribed");

@@ -107,6 +107,7 @@ impl Host {
                 usize::try_from(config.pipeline.max_in_flight_mib << 20).unwrap_or(usize::MAX),
             ),
             max_uncommitted: config.pipeline.max_uncommitted,
+            replay_routing: config.dlq.replay_routing,
         });
         let mut tasks = JoinSet::new();
         let pipeline = &config.pipeline;

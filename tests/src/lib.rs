@@ -103,6 +103,16 @@ pub fn config(dir: &Path) -> Config {
     config
 }
 
+/// A host running the echo plugin from `topic` to `output` with the test defaults; returns it with
+/// its consumer group.
+pub async fn echo_host(topic: &str, output: &str) -> (weft::Host, String) {
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    plugin_config(&mut config, "echo", &[("topic", topic), ("output-topic", output)]);
+    let group = config.kafka.group_id.clone();
+    (weft::Host::start(config).await.expect("host starts"), group)
+}
+
 /// GETs `path` from `addr`; returns the status code and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -254,20 +264,8 @@ impl TestProducer {
         headers: &[(&str, Option<&[u8]>)],
         value: Option<&[u8]>,
     ) {
-        let owned = headers
-            .iter()
-            .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: *value }));
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(owned);
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(v) = value {
-            record = record.payload(v);
-        }
-        self.producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("produce");
+        let headers: Vec<(&[u8], Option<&[u8]>)> = headers.iter().map(|(k, v)| (k.as_bytes(), *v)).collect();
+        self.raw_bytes(topic, partition, key, &headers, value).await;
     }
 
     /// Sends without waiting; call [`TestProducer::flush`] afterwards.

@@ -60,14 +60,6 @@ fn assert_committed_to_end(group: &str, topic: &str, partitions: i32) {
     }
 }
 
-async fn echo_host(topic: &str, output: &str) -> (Host, String) {
-    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
-    let mut config = config(&dir);
-    plugin_config(&mut config, "echo", &[("topic", topic), ("output-topic", output)]);
-    let group = config.kafka.group_id.clone();
-    (Host::start(config).await.expect("host starts"), group)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_each_handled_once_in_key_order_and_committed() {
     let (topic, output) = topic_pair("core", PARTITIONS).await;

@@ -7,16 +7,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use weft::Host;
 use weft_tests::*;
-
-async fn echo_host(topic: &str, output: &str) -> (Host, String) {
-    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
-    let mut config = config(&dir);
-    plugin_config(&mut config, "echo", &[("topic", topic), ("output-topic", output)]);
-    let group = config.kafka.group_id.clone();
-    (Host::start(config).await.expect("host starts"), group)
-}
 
 fn binary(id: &str) -> RawHeaders {
     [("ce_specversion", "1.0"), ("ce_id", id), ("ce_source", "/hostile"), ("ce_type", "com.example.test")]
@@ -47,6 +38,10 @@ async fn a_header_name_that_is_not_utf8_and_a_numeric_id_are_dead_lettered_and_t
         let mut headers = binary(&format!("e-{n}"));
         if n == 1 {
             headers.push((b"\xff\xfe".to_vec(), Some(b"\x00bytes".to_vec())));
+        }
+        if n == 3 {
+            // A forged replay header naming no subscribed plugin must not make the event vanish.
+            headers.push((b"weft.replay.plugin".to_vec(), Some(b"nobody".to_vec())));
         }
         produce(&producer, &topic, format!("k-{n}").as_bytes(), &headers, b"{}").await;
     }

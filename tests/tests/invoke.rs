@@ -123,39 +123,14 @@ async fn fresh_instances_with_a_cap_of_one_still_handle_events() {
 /// Loads echo under `limits` and calls it with a looping event and an ordinary one at once;
 /// returns how long the ordinary one took.
 async fn ordinary_call_beside_a_loop(limits: weft::plugin::Limits) -> std::time::Duration {
-    let runtime = weft::runtime::Runtime::new().unwrap();
-    let plugin = weft::plugin::Plugin::load(
-        &runtime,
-        Path::new(ECHO_WASM),
-        &PluginConfig::default(),
-        limits,
-        std::sync::Arc::new(weft::emit::Emitter::Discard),
-    )
-    .await
-    .unwrap();
-    let structured: &[u8] = b"application/cloudevents+json";
-    let decoded = |json: &[u8]| {
-        let (event, headers) =
-            weft::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
-        let record = weft::event::Record {
-            topic: "in".into(),
-            partition: 0,
-            offset: 0,
-            key: None,
-            timestamp_ms: None,
-            headers,
-        };
-        (event, weft::plugin::delivery(&record, 1))
-    };
-    let (looping, looping_delivery) = decoded(&failing("loop"));
-    let (ordinary, ordinary_delivery) = decoded(&example("task-created.json"));
-    let (looping, ordinary) = (looping.into(), ordinary.into());
-    let slow = plugin.handle(&looping, &looping_delivery);
+    let plugin = loaded_echo(limits).await;
+    let looping = failing("loop");
+    let slow = handle_json(&plugin, &looping);
     let fast = async {
         // Let the looping call take its instance first.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let started = std::time::Instant::now();
-        assert_eq!(plugin.handle(&ordinary, &ordinary_delivery).await, Ok(1));
+        assert_eq!(handle_json(&plugin, &example("task-created.json")).await, Ok(1));
         started.elapsed()
     };
     let (slow, took) = tokio::join!(slow, fast);

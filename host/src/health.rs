@@ -1,6 +1,6 @@
 //! What the host knows about its own progress, so that it never stops silently. `/readyz` answers
 //! 503 with every reason that holds:
-//! - a pipeline task ended or panicked (the process is about to exit non-zero: see `host.rs`);
+//! - a pipeline task ended or panicked (the process is about to exit non-zero: see `tasks.rs`);
 //! - dead-letter writes are failing (the events waiting for them cannot be committed);
 //! - a partition's oldest unfinished event is older than `pipeline.stall_timeout_ms` while work
 //!   waits behind it (a stuck plugin call, a retry that never ends, an unwritable dead letter).

@@ -9,7 +9,6 @@ use anyhow::Context;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::catalog::{Catalog, Refusal};
 use crate::config::Config;
@@ -25,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::plugin::Plugin;
 use crate::runtime::{Runtime, RuntimeOptions};
+use crate::tasks::Tasks;
 
 /// A running host.
 pub struct Host {
@@ -33,8 +33,8 @@ pub struct Host {
     producers: [FutureProducer; 2],
     catalog: Arc<Catalog>,
     stop: watch::Sender<bool>,
-    /// Every long-lived task, each resolving to its name: one that ends before shutdown is a failure.
-    tasks: JoinSet<&'static str>,
+    /// Every long-lived task: one that ends before shutdown is a failure.
+    tasks: Tasks,
     http_addr: Option<std::net::SocketAddr>,
     health: Arc<Health>,
 }
@@ -109,7 +109,7 @@ impl Host {
             max_uncommitted: config.pipeline.max_uncommitted,
             replay_routing: config.dlq.replay_routing,
         });
-        let mut tasks = JoinSet::new();
+        let mut tasks = Tasks::new();
         let pipeline = &config.pipeline;
         let lanes = Lanes::start(
             pipeline.lanes,
@@ -127,11 +127,10 @@ impl Host {
                 health: health.clone(),
             });
             let (addr, task) = http::serve(config.http.listen, status, stop_rx.clone()).await?;
-            tasks.spawn(async move {
+            tasks.spawn("the HTTP listener", async move {
                 if let Err(error) = task.await {
                     std::panic::resume_unwind(error.into_panic());
                 }
-                "the HTTP listener"
             });
             Some(addr)
         } else {
@@ -139,18 +138,13 @@ impl Host {
         };
         if config.plugins.watch {
             let watcher = catalog.watch(stop_rx.clone())?;
-            tasks.spawn(async move {
+            tasks.spawn("the plugins-directory watcher", async move {
                 if let Err(error) = watcher.await {
                     std::panic::resume_unwind(error.into_panic());
                 }
-                "the plugins-directory watcher"
             });
         }
-        let fetch = consumer::fetch_loop(shared.clone(), catalog.clone(), lanes, stop_rx);
-        tasks.spawn(async move {
-            fetch.await;
-            "the fetch loop"
-        });
+        tasks.spawn("the fetch loop", consumer::fetch_loop(shared.clone(), catalog.clone(), lanes, stop_rx));
         let producers = [producer, dlq_producer];
         Ok(Self { shared, producers, catalog, stop, tasks, http_addr, health })
     }
@@ -159,23 +153,7 @@ impl Host {
     /// any more. `/readyz` turns 503 with the cause; the caller should shut down and exit non-zero,
     /// so an orchestrator restarts the process. Pending forever while every task runs.
     pub async fn failed(&mut self) -> anyhow::Error {
-        let reason = match self.tasks.join_next().await {
-            None => return std::future::pending().await,
-            Some(Ok(task)) => format!("{task} stopped unexpectedly"),
-            Some(Err(error)) if error.is_panic() => {
-                let panic = error.into_panic();
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".into());
-                format!("a pipeline task panicked: {message}")
-            }
-            Some(Err(error)) => format!("a pipeline task failed: {error}"),
-        };
-        tracing::error!(%reason, "the host cannot make progress; shutting down");
-        self.health.fatal(reason.clone());
-        anyhow::anyhow!(reason)
+        anyhow::anyhow!(self.tasks.failed(&self.health).await)
     }
 
     /// Where the HTTP listener is bound, if enabled.
@@ -213,11 +191,7 @@ impl Host {
         tracing::info!("shutting down: finishing in-flight events");
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(error) = result {
-                tracing::error!(%error, "a pipeline task failed during shutdown");
-            }
-        }
+        self.tasks.join_all().await;
         let Host { shared, producers, .. } = self;
         let consumer = shared.consumer.clone();
         let tracker = shared.tracker.clone();

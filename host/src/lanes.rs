@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::bindings::{self, Cloudevent};
@@ -31,6 +30,7 @@ use crate::in_flight::Share;
 use crate::offsets::Ticket;
 use crate::plugin::Plugin;
 use crate::retry::{Decision, DlqReason};
+use crate::tasks::Tasks;
 use crate::trace::TraceParent;
 
 /// One routed event waiting for, or being handled by, its lane.
@@ -79,7 +79,7 @@ impl Lanes {
         capacity: usize,
         max_parked: usize,
         shared: Arc<Shared>,
-        tasks: &mut JoinSet<&'static str>,
+        tasks: &mut Tasks,
     ) -> Self {
         let senders = (0..count)
             .map(|_| {
@@ -93,10 +93,7 @@ impl Lanes {
                     max_parked,
                     sequence: 0,
                 };
-                tasks.spawn(async move {
-                    lane.run(rx).await;
-                    "a lane"
-                });
+                tasks.spawn("a lane", lane.run(rx));
                 tx
             })
             .collect();

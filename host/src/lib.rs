@@ -16,7 +16,7 @@
 //!   and retry parking, contiguous commits; [`in_flight`]: what the host holds, bounded.
 //! - [`retry`], [`dlq`]: the retry policy and the dead-letter writer; [`replay`]: `weft dlq
 //!   inspect|replay`.
-//! - [`host`]: a running host (start and graceful shutdown); [`dev`]: the self-contained `weft dev`.
+//! - [`host`]: a running host (start and graceful shutdown), [`tasks`]: its supervised tasks; [`dev`]: the self-contained `weft dev`.
 //! - [`metrics`], [`http`], [`telemetry`], [`trace`]: Prometheus metrics, the `/metrics` `/healthz`
 //!   `/readyz` `/plugins` listener, logging, and W3C trace-context continuation; [`health`]: what
 //!   `/readyz` reports when the pipeline stops making progress.
@@ -46,6 +46,7 @@ pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod runtime;
+pub mod tasks;
 pub mod telemetry;
 pub mod trace;
 

@@ -68,12 +68,21 @@ async fn versions_swapped_under_load_handle_every_event_once_and_never_go_back()
     let (v1, v2) = (digest_of(ECHO_WASM), digest_of(ECHO_V2_WASM));
     assert_eq!(serving(&host, "echo").as_deref(), Some(v1.as_str()));
 
-    // A steady stream, so every swap lands while events are being fetched and handled.
+    // A steady stream, so every swap lands while events are being fetched and handled. The last
+    // fifth waits for the last swap, so every partition sees the last version however slow the
+    // broker is.
+    let last_swap_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producing = {
         let topic = topic.clone();
+        let last_swap_done = last_swap_done.clone();
         tokio::task::spawn_blocking(move || {
             let producer = TestProducer::new();
             for chunk in 0..EVENTS / 250 {
+                if chunk * 250 == EVENTS / 5 * 4 {
+                    while !last_swap_done.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
                 for n in chunk * 250..(chunk + 1) * 250 {
                     let key = format!("user-{}", n % 300);
                     let (headers, value) = weft::dev::binary_record(&event(n));
@@ -107,6 +116,7 @@ async fn versions_swapped_under_load_handle_every_event_once_and_never_go_back()
             i + 1
         );
     }
+    last_swap_done.store(true, std::sync::atomic::Ordering::SeqCst);
     producing.await.unwrap();
     assert!(
         eventually(Duration::from_secs(180), || handled(&host, &topic, "echo") >= EVENTS).await,

@@ -237,8 +237,8 @@ pub const STORE_INTERVAL: Duration = Duration::from_millis(50);
 pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTracker, consumer: &K) {
     let result = tracker.store(|moved| {
         let mut tpl = TopicPartitionList::with_capacity(moved.len());
-        for &(topic, partition, position) in moved {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(position))?;
+        for (topic, partition, position) in moved {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
         }
         consumer.store_offsets(&tpl)
     });
@@ -371,12 +371,7 @@ impl Pauses {
             return;
         }
         for (topic, partition) in crowded.difference(&self.crowded) {
-            tracing::warn!(
-                topic,
-                partition,
-                max,
-                "partition has too many uncommitted events; fetching paused for it"
-            );
+            warn_crowded(topic, *partition, max);
         }
         self.crowded = crowded;
         self.update(shared, self.all);
@@ -390,12 +385,7 @@ impl Pauses {
             return;
         }
         if self.crowded.insert((topic.to_string(), partition)) {
-            tracing::warn!(
-                topic,
-                partition,
-                max,
-                "partition has too many uncommitted events; fetching paused for it"
-            );
+            warn_crowded(topic, partition, max);
             pause_one(shared, topic, partition);
         }
     }
@@ -490,6 +480,15 @@ impl Pauses {
     }
 }
 
+fn warn_crowded(topic: &str, partition: i32, max: usize) {
+    tracing::warn!(
+        topic,
+        partition,
+        max,
+        "partition has too many uncommitted events; fetching paused for it"
+    );
+}
+
 /// Stops fetching one partition.
 fn pause_one(shared: &Shared, topic: &str, partition: i32) {
     let mut tpl = TopicPartitionList::new();
@@ -554,17 +553,17 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
     // header only ever narrows the route to a plugin that would have received the event anyway: one
     // naming no such plugin (forged, or the plugin is gone) is ignored, so it cannot make an event
     // vanish; `dlq.replay_routing = false` ignores it always.
-    if let Some(only) = replay_plugin.filter(|_| shared.replay_routing)
-        && plugins.iter().any(|p| p.id.as_bytes() == only)
-    {
-        plugins.retain(|p| p.id.as_bytes() == only);
-    } else if replay_plugin.is_some() && shared.replay_routing {
-        tracing::warn!(
-            topic,
-            partition,
-            offset,
-            "weft.replay.plugin names no plugin subscribed to this event; routing to all"
-        );
+    if let Some(only) = replay_plugin.filter(|_| shared.replay_routing) {
+        if plugins.iter().any(|p| p.id.as_bytes() == only) {
+            plugins.retain(|p| p.id.as_bytes() == only);
+        } else {
+            tracing::warn!(
+                topic,
+                partition,
+                offset,
+                "weft.replay.plugin names no plugin subscribed to this event; routing to all"
+            );
+        }
     }
     if plugins.is_empty() {
         tracing::debug!(topic, partition, offset, ce.id = %event.id, ce.r#type = %event.ty, "no plugin subscribed");

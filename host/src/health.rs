@@ -48,10 +48,7 @@ impl Health {
 
     /// A dead-letter write succeeded.
     pub fn dead_letter_written(&self) {
-        let mut failing = self.dead_letters.lock().expect("health lock poisoned");
-        if failing.is_some() {
-            *failing = None;
-        }
+        *self.dead_letters.lock().expect("health lock poisoned") = None;
     }
 
     /// The host cannot go on, for `reason`.

@@ -11,8 +11,8 @@
 //! one call per batch replaces one per event.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Identifies one in-flight event. Handed out by [`OffsetTracker::begin`], given back to
@@ -44,11 +44,26 @@ struct Partition {
     running: usize,
 }
 
+/// Every tracked partition's state, by topic and partition.
+type Partitions = HashMap<String, HashMap<i32, Partition>>;
+
 /// In-flight events of every assigned partition.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: Mutex<HashMap<String, HashMap<i32, Partition>>>,
+    partitions: Mutex<Partitions>,
     generations: AtomicU64,
+}
+
+/// The state of one partition, if it is tracked.
+fn state<'a>(partitions: &'a mut Partitions, topic: &str, partition: i32) -> Option<&'a mut Partition> {
+    partitions.get_mut(topic)?.get_mut(&partition)
+}
+
+/// Every tracked partition, as `(topic, partition, state)`.
+fn each(partitions: &Partitions) -> impl Iterator<Item = (&str, i32, &Partition)> {
+    partitions.iter().flat_map(|(topic, by_partition)| {
+        by_partition.iter().map(move |(&partition, state)| (topic.as_str(), partition, state))
+    })
 }
 
 impl OffsetTracker {
@@ -57,9 +72,13 @@ impl OffsetTracker {
         Self::default()
     }
 
+    fn lock(&self) -> MutexGuard<'_, Partitions> {
+        self.partitions.lock().expect("offset lock poisoned")
+    }
+
     /// Records that the event at `offset` was fetched and is now in flight.
     pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
+        let mut partitions = self.lock();
         let by_partition = match partitions.get_mut(topic) {
             Some(p) => p,
             None => partitions.entry(topic.to_string()).or_default(),
@@ -91,11 +110,9 @@ impl OffsetTracker {
     /// event of the finished run at the head) when that run grew, or `None`. The position reaches
     /// librdkafka with the next [`OffsetTracker::store`].
     pub fn finish(&self, ticket: &Ticket) -> Option<i64> {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
-        let state = partitions.get_mut(&ticket.topic)?.get_mut(&ticket.partition)?;
-        if state.generation != ticket.generation {
-            return None;
-        }
+        let mut partitions = self.lock();
+        let state = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation)?;
         let index = state.pending.binary_search_by_key(&ticket.offset, |&(o, _, _)| o).ok()?;
         state.pending[index].1 = true;
         let mut next = None;
@@ -113,25 +130,20 @@ impl OffsetTracker {
     /// `(topic, partition, position)`, while holding the tracker's lock, so positions reach `store`
     /// in the order they were reached and never go back. Nothing is called when nothing moved. If
     /// `store` fails, the positions are offered again next time.
-    pub fn store<E>(&self, store: impl FnOnce(&[(&str, i32, i64)]) -> Result<(), E>) -> Result<(), E> {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
-        let moved: Vec<(&str, i32, i64)> = partitions
-            .iter()
-            .flat_map(|(topic, by_partition)| {
-                by_partition.iter().filter_map(move |(&partition, state)| {
-                    let position = state.position?;
-                    (state.stored != Some(position)).then_some((topic.as_str(), partition, position))
-                })
+    pub fn store<E>(&self, store: impl FnOnce(&[(String, i32, i64)]) -> Result<(), E>) -> Result<(), E> {
+        let mut partitions = self.lock();
+        let moved: Vec<(String, i32, i64)> = each(&partitions)
+            .filter_map(|(topic, partition, state)| {
+                let position = state.position?;
+                (state.stored != Some(position)).then(|| (topic.to_string(), partition, position))
             })
             .collect();
         if moved.is_empty() {
             return Ok(());
         }
         store(&moved)?;
-        let moved: Vec<(String, i32, i64)> =
-            moved.into_iter().map(|(t, p, o)| (t.to_string(), p, o)).collect();
         for (topic, partition, position) in moved {
-            if let Some(state) = partitions.get_mut(&topic).and_then(|p| p.get_mut(&partition)) {
+            if let Some(state) = state(&mut partitions, &topic, partition) {
                 state.stored = Some(position);
             }
         }
@@ -142,22 +154,17 @@ impl OffsetTracker {
     /// partition was revoked or forgotten meanwhile: the event belongs to the partition's next
     /// owner and must not be worked on here. A `true` must be matched by [`OffsetTracker::stop`].
     pub fn start(&self, ticket: &Ticket) -> bool {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
-        let Some(state) = partitions.get_mut(&ticket.topic).and_then(|p| p.get_mut(&ticket.partition)) else {
-            return false;
-        };
-        if state.generation != ticket.generation || state.revoked {
-            return false;
-        }
-        state.running += 1;
-        true
+        let mut partitions = self.lock();
+        let state = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation && !s.revoked);
+        state.map(|s| s.running += 1).is_some()
     }
 
     /// The work claimed by [`OffsetTracker::start`] is over (the event finished, or waits for a retry).
     pub fn stop(&self, ticket: &Ticket) {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
-        if let Some(state) = partitions.get_mut(&ticket.topic).and_then(|p| p.get_mut(&ticket.partition))
-            && state.generation == ticket.generation
+        let mut partitions = self.lock();
+        if let Some(state) = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation)
         {
             state.running = state.running.saturating_sub(1);
         }
@@ -167,68 +174,48 @@ impl OffsetTracker {
     /// uncommitted for the next owner); those running may still finish, see
     /// [`OffsetTracker::running`].
     pub fn revoke(&self, topic: &str, partition: i32) {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
-        if let Some(state) = partitions.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+        if let Some(state) = state(&mut self.lock(), topic, partition) {
             state.revoked = true;
         }
     }
 
     /// Work under way on the partition's events.
     pub fn running(&self, topic: &str, partition: i32) -> usize {
-        let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions.get(topic).and_then(|p| p.get(&partition)).map_or(0, |s| s.running)
+        state(&mut self.lock(), topic, partition).map_or(0, |s| s.running)
     }
 
     /// For every partition with unfinished events: how long ago its oldest unfinished event was
     /// fetched, and its offset. A partition whose oldest event keeps ageing is not making progress.
     pub fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)> {
-        let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions
-            .iter()
-            .flat_map(|(topic, by_partition)| {
-                by_partition.iter().filter_map(move |(&partition, state)| {
-                    let &(offset, _, fetched) = state.pending.front()?;
-                    Some((topic.clone(), partition, offset, fetched.elapsed()))
-                })
+        each(&self.lock())
+            .filter_map(|(topic, partition, state)| {
+                let &(offset, _, fetched) = state.pending.front()?;
+                Some((topic.to_string(), partition, offset, fetched.elapsed()))
             })
             .collect()
     }
 
-    /// The partitions this tracker knows (assigned and fetched from), as `(topic, partition)`.
-    pub fn partitions(&self) -> Vec<(String, i32)> {
-        let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions.iter().flat_map(|(t, p)| p.keys().map(move |&p| (t.clone(), p))).collect()
-    }
-
     /// Every partition with events fetched and not committed, and how many.
     pub fn uncommitted(&self) -> Vec<((String, i32), usize)> {
-        let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions
-            .iter()
-            .flat_map(|(topic, by_partition)| {
-                by_partition
-                    .iter()
-                    .filter(|(_, state)| !state.pending.is_empty())
-                    .map(move |(&partition, state)| ((topic.clone(), partition), state.pending.len()))
-            })
+        each(&self.lock())
+            .filter(|(_, _, state)| !state.pending.is_empty())
+            .map(|(topic, partition, state)| ((topic.to_string(), partition), state.pending.len()))
             .collect()
     }
 
     /// How many events of the partition are in flight.
     pub fn in_flight(&self, topic: &str, partition: i32) -> usize {
-        let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions.get(topic).and_then(|p| p.get(&partition)).map_or(0, |s| s.pending.len())
+        state(&mut self.lock(), topic, partition).map_or(0, |s| s.pending.len())
     }
 
     /// How many events are in flight across every partition.
     pub fn total_in_flight(&self) -> usize {
-        let partitions = self.partitions.lock().expect("offset lock poisoned");
-        partitions.values().flat_map(|p| p.values()).map(|s| s.pending.len()).sum()
+        each(&self.lock()).map(|(_, _, s)| s.pending.len()).sum()
     }
 
     /// Forgets a partition (it was revoked). Tickets issued for it are ignored from now on.
     pub fn forget(&self, topic: &str, partition: i32) {
-        let mut partitions = self.partitions.lock().expect("offset lock poisoned");
+        let mut partitions = self.lock();
         if let Some(by_partition) = partitions.get_mut(topic) {
             by_partition.remove(&partition);
             if by_partition.is_empty() {
@@ -290,7 +277,7 @@ mod tests {
     fn stored(t: &OffsetTracker) -> Vec<(String, i32, i64)> {
         let mut out = Vec::new();
         t.store(|moved| {
-            out.extend(moved.iter().map(|&(topic, p, o)| (topic.to_string(), p, o)));
+            out.extend(moved.iter().cloned());
             Ok::<(), ()>(())
         })
         .unwrap();

@@ -178,6 +178,13 @@ pub struct PluginsConfig {
     /// Instances of one plugin that may exist at once (calls beyond it wait for a free one).
     #[serde(default = "defaults::max_instances")]
     pub max_instances: usize,
+    /// Events one call may emit. Past it, `emit` returns `forbidden` (the call goes on).
+    #[serde(default = "defaults::max_emits")]
+    pub max_emits: usize,
+    /// Bytes one call may emit, in MiB (data, attributes and keys of all its events together).
+    /// Past it, `emit` returns `forbidden` (the call goes on).
+    #[serde(default = "defaults::max_emit_mib")]
+    pub max_emit_mib: u64,
     /// `reuse` (default): an instance serves event after event until it traps. `fresh`: every
     /// event gets a new instance, so no state survives between events (slower; see the docs).
     #[serde(default)]
@@ -220,6 +227,10 @@ pub struct LimitOverrides {
     pub fuel: Option<u64>,
     /// Overrides `plugins.max_instances`.
     pub max_instances: Option<usize>,
+    /// Overrides `plugins.max_emits`.
+    pub max_emits: Option<usize>,
+    /// Overrides `plugins.max_emit_mib`.
+    pub max_emit_mib: Option<u64>,
     /// Overrides `plugins.instances`.
     pub instances: Option<InstanceStrategy>,
 }
@@ -325,6 +336,12 @@ mod defaults {
     pub fn max_instances() -> usize {
         16
     }
+    pub fn max_emits() -> usize {
+        1_000
+    }
+    pub fn max_emit_mib() -> u64 {
+        16
+    }
     pub fn reload_debounce_ms() -> u64 {
         250
     }
@@ -371,6 +388,8 @@ impl Default for PluginsConfig {
             memory_limit_mib: defaults::memory_limit_mib(),
             fuel: None,
             max_instances: defaults::max_instances(),
+            max_emits: defaults::max_emits(),
+            max_emit_mib: defaults::max_emit_mib(),
             instances: InstanceStrategy::default(),
             watch: true,
             reload_debounce_ms: defaults::reload_debounce_ms(),
@@ -488,13 +507,17 @@ impl Config {
                 );
             }
         }
-        check_limits(
-            "plugins",
-            Some(self.plugins.timeout_ms),
-            Some(self.plugins.memory_limit_mib),
-            self.plugins.fuel,
-            Some(self.plugins.max_instances),
-        )?;
+        let p = &self.plugins;
+        let global = LimitOverrides {
+            timeout_ms: Some(p.timeout_ms),
+            memory_limit_mib: Some(p.memory_limit_mib),
+            fuel: p.fuel,
+            max_instances: Some(p.max_instances),
+            max_emits: Some(p.max_emits),
+            max_emit_mib: Some(p.max_emit_mib),
+            instances: Some(p.instances),
+        };
+        check_limits("plugins", &global)?;
         if self.pipeline.lanes == 0 {
             bail!("pipeline.lanes must be at least 1");
         }
@@ -544,14 +567,7 @@ impl Config {
         }
         for (name, plugin) in &self.plugin {
             self.retry_policy(name).validate(&format!("plugin.{name}.retry"))?;
-            let l = &plugin.limits;
-            check_limits(
-                &format!("plugin.{name}.limits"),
-                l.timeout_ms,
-                l.memory_limit_mib,
-                l.fuel,
-                l.max_instances,
-            )?;
+            check_limits(&format!("plugin.{name}.limits"), &plugin.limits)?;
             for (i, sub) in plugin.subscriptions.iter().flatten().enumerate() {
                 sub.validate().with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
             }
@@ -561,18 +577,14 @@ impl Config {
 }
 
 /// Zero is never a useful limit: refuse it by name rather than stop every call.
-fn check_limits(
-    table: &str,
-    timeout_ms: Option<u64>,
-    memory_limit_mib: Option<u64>,
-    fuel: Option<u64>,
-    max_instances: Option<usize>,
-) -> anyhow::Result<()> {
+fn check_limits(table: &str, l: &LimitOverrides) -> anyhow::Result<()> {
     for (key, value) in [
-        ("timeout_ms", timeout_ms),
-        ("memory_limit_mib", memory_limit_mib),
-        ("fuel", fuel),
-        ("max_instances", max_instances.map(|n| n as u64)),
+        ("timeout_ms", l.timeout_ms),
+        ("memory_limit_mib", l.memory_limit_mib),
+        ("fuel", l.fuel),
+        ("max_instances", l.max_instances.map(|n| n as u64)),
+        ("max_emits", l.max_emits.map(|n| n as u64)),
+        ("max_emit_mib", l.max_emit_mib),
     ] {
         if value == Some(0) {
             bail!("{table}.{key} must be greater than 0");
@@ -670,6 +682,8 @@ mod tests {
         };
         refused("[pipeline]\nmax_parked = 0\n", "pipeline.max_parked");
         refused("[pipeline]\nstall_timeout_ms = 0\n", "pipeline.stall_timeout_ms");
+        refused("[plugins]\nmax_emits = 0\n", "plugins.max_emits");
+        refused("[plugin.audit.limits]\nmax_emit_mib = 0\n", "plugin.audit.limits.max_emit_mib");
         refused("[kafka.producer]\nacks = \"1\"\n", "kafka.producer.\"acks\"");
         refused(
             "[kafka.properties]\n\"enable.idempotence\" = \"false\"\n",

@@ -125,6 +125,10 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Instances that may exist at once.
     pub max_instances: usize,
+    /// Events one call may emit.
+    pub max_emits: usize,
+    /// Bytes one call may emit (data, attributes and keys).
+    pub max_emit_bytes: usize,
     /// Whether instances serve many events or one.
     pub instances: InstanceStrategy,
 }
@@ -142,6 +146,8 @@ impl Limits {
             memory_bytes: mib(p.memory_limit_mib),
             fuel: p.fuel,
             max_instances: p.max_instances,
+            max_emits: p.max_emits,
+            max_emit_bytes: mib(p.max_emit_mib),
             instances: p.instances,
         }
     }
@@ -155,6 +161,8 @@ impl Limits {
             memory_bytes: o.memory_limit_mib.map_or(global.memory_bytes, mib),
             fuel: o.fuel.or(global.fuel),
             max_instances: o.max_instances.unwrap_or(global.max_instances),
+            max_emits: o.max_emits.unwrap_or(global.max_emits),
+            max_emit_bytes: o.max_emit_mib.map_or(global.max_emit_bytes, mib),
             instances: o.instances.unwrap_or(global.instances),
         }
     }
@@ -406,7 +414,7 @@ impl Plugin {
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
-        let emitted = std::mem::take(&mut instance.store.data_mut().emitted);
+        let emitted = instance.store.data().quota.events();
         let returned = match result {
             // The instance trapped: drop it, its state cannot be trusted.
             Err(error) => return Err(Failure::from_call(error, self.limits.fuel)),
@@ -465,6 +473,7 @@ impl Instance {
         state.deadline = Instant::now() + limits.timeout;
         state.timeout = limits.timeout;
         state.current_event = event_id.map(str::to_string);
+        state.quota = crate::runtime::EmitQuota::new(limits.max_emits, limits.max_emit_bytes);
         self.store.set_epoch_deadline(1);
         if metered {
             // Plugins without a fuel limit run unmetered in effect.

@@ -147,8 +147,8 @@ pub struct HostState {
     /// Broker acknowledgements of the events emitted by the current call; awaited before the input
     /// counts as handled.
     pub(crate) pending: Vec<DeliveryFuture>,
-    /// Events accepted from the current call.
-    pub(crate) emitted: usize,
+    /// What the current call has emitted, against its quota.
+    pub(crate) quota: EmitQuota,
     /// When the current call must stop.
     pub(crate) deadline: Instant,
     /// The limit that set `deadline`, reported when it passes.
@@ -185,13 +185,71 @@ impl HostState {
             limits,
             env,
             pending: Vec::new(),
-            emitted: 0,
+            quota: EmitQuota::new(0, 0),
             deadline: Instant::now(),
             timeout: Duration::ZERO,
             current_event: None,
             traceparent: None,
         })
     }
+}
+
+/// The events and bytes one call may emit (`plugins.max_emits`, `plugins.max_emit_mib`), and what
+/// it has emitted so far. A call past either gets `forbidden` from `emit`, and may go on.
+#[derive(Debug, Clone, Copy)]
+pub struct EmitQuota {
+    max_events: usize,
+    max_bytes: usize,
+    events: usize,
+    bytes: usize,
+    refused: bool,
+}
+
+impl EmitQuota {
+    /// A quota with nothing emitted yet.
+    pub fn new(max_events: usize, max_bytes: usize) -> Self {
+        Self { max_events, max_bytes, events: 0, bytes: 0, refused: false }
+    }
+
+    /// Events accepted so far.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Whether an event of `bytes` fits. `Err((why, first))`: `first` for the call's first refusal.
+    fn check(&mut self, bytes: usize) -> Result<(), (String, bool)> {
+        let why = if self.events >= self.max_events {
+            format!("this call already emitted {} events, its limit (max_emits)", self.events)
+        } else if self.bytes.saturating_add(bytes) > self.max_bytes {
+            format!(
+                "an event of {bytes} bytes after {} bytes would pass this call's limit of {} bytes (max_emit_mib)",
+                self.bytes, self.max_bytes
+            )
+        } else {
+            return Ok(());
+        };
+        Err((why, !std::mem::replace(&mut self.refused, true)))
+    }
+
+    /// Counts an event the destination took.
+    fn add(&mut self, bytes: usize) {
+        self.events += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// Bytes an emitted event takes on the wire, near enough: topic, key, attributes and data.
+fn emitted_size(topic: &str, event: &bindings::Cloudevent, key: Option<&[u8]>) -> usize {
+    let optional = [&event.datacontenttype, &event.dataschema, &event.subject, &event.time];
+    topic.len()
+        + key.map_or(0, <[u8]>::len)
+        + event.id.len()
+        + event.source.len()
+        + event.type_.len()
+        + event.specversion.len()
+        + optional.iter().map(|v| v.as_ref().map_or(0, String::len)).sum::<usize>()
+        + event.extensions.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+        + event.data.as_ref().map_or(0, Vec::len)
 }
 
 /// Bytes one table element costs the host (a pointer), counted against the memory cap.
@@ -328,6 +386,17 @@ impl bindings::host::Host for HostState {
                 self.env.id
             )));
         }
+        let size = emitted_size(&topic, &event, key.as_deref());
+        if let Err((why, first)) = self.quota.check(size) {
+            let id = &self.env.id;
+            if first {
+                let event = self.current_event.as_deref().unwrap_or("");
+                tracing::warn!(plugin = %id, ce.id = %event, topic, "emit refused: {why}");
+            }
+            return Err(WitEmitError::Forbidden(format!(
+                "plugin {id}: {why} (plugins / plugin.{id}.limits)"
+            )));
+        }
         let mut event: crate::event::CloudEvent = event.into();
         if let Some(traceparent) = &self.traceparent
             && event.extension("traceparent").is_none()
@@ -337,7 +406,7 @@ impl bindings::host::Host for HostState {
         match self.env.emitter.send(&topic, event, key.as_deref()) {
             Ok(delivery) => {
                 self.pending.extend(delivery);
-                self.emitted += 1;
+                self.quota.add(size);
                 Ok(())
             }
             Err(EmitError::InvalidEvent(m)) => Err(WitEmitError::InvalidEvent(m)),

@@ -223,3 +223,27 @@ async fn a_plugin_that_floods_its_log_and_stdio_is_capped() {
     let dropped = plugin.log_lines_dropped();
     assert!(dropped >= 4_000, "only {dropped} of 6,000 lines were dropped; the burst is 1,000");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_past_the_quota_of_a_call_are_refused() {
+    let limits = weft::plugin::Limits {
+        max_emits: 10,
+        max_emit_bytes: 64 << 10,
+        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+    };
+    let plugin = loaded_echo(limits).await;
+    let refused = |failure: weft::plugin::Failure, after: &str, limit: &str| {
+        let message = failure.to_string();
+        assert!(message.contains(&format!("emit refused after {after} events")), "{message}");
+        assert!(message.contains("Forbidden") && message.contains(limit), "{message}");
+    };
+    // Ten small events fit; the eleventh is refused.
+    let many = failing_with("emitflood", &[("floodemits", "100000"), ("floodbytes", "10")]);
+    refused(handle_json(&plugin, &many).await.unwrap_err(), "10", "max_emits");
+    // Bytes: 16 KiB events, so the fourth passes 64 KiB.
+    let large = failing_with("emitflood", &[("floodemits", "10"), ("floodbytes", "16384")]);
+    refused(handle_json(&plugin, &large).await.unwrap_err(), "3", "max_emit_mib");
+    // The quota is per call: the next call starts from nothing (nine, then echo's own output).
+    let fits = failing_with("emitflood", &[("floodemits", "9"), ("floodbytes", "10")]);
+    assert_eq!(handle_json(&plugin, &fits).await, Ok(10));
+}

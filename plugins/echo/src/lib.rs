@@ -20,6 +20,9 @@
 //! - `failmode=sleep`: sleeps `sleepms` milliseconds (default 20 s) in a WASI call, then succeeds.
 //! - `failmode=flood`: writes `floodlines` (default 10,000) log lines of `floodbytes` bytes
 //!   (default 64 KiB) through `host.log` and as many to stdout and stderr, then succeeds.
+//! - `failmode=emitflood`: emits `floodemits` (default 100,000) events of `floodbytes` bytes of
+//!   data (default 1 KiB) to the output topic; the first refusal becomes a permanent error that
+//!   says how many were taken and why; then it emits its usual output.
 
 wit_bindgen::generate!({ path: "../../wit", world: "handler" });
 
@@ -126,6 +129,18 @@ fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleE
                 host::log(weft::handler::types::LogLevel::Error, &line);
                 println!("{line}");
                 eprintln!("{line}");
+            }
+            Ok(())
+        }
+        Some("emitflood") => {
+            let count: u32 = extension(event, "floodemits").and_then(|n| n.parse().ok()).unwrap_or(100_000);
+            let bytes = extension(event, "floodbytes").and_then(|n| n.parse().ok()).unwrap_or(1 << 10);
+            let mut output = event.clone();
+            output.data = Some(vec![b'x'; bytes]);
+            let topic = format!("{}.out", delivery.topic);
+            for n in 0..count {
+                host::emit(&topic, &output, delivery.key.as_deref())
+                    .map_err(|e| HandleError::Permanent(format!("emit refused after {n} events: {e:?}")))?;
             }
             Ok(())
         }

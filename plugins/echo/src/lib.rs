@@ -7,8 +7,9 @@
 //! (`inpartition`, `inoffset`, `attempt`), so tests can check ordering and delivery. The version
 //! is `v1`, or `v2` when built with the `v2` feature; the `version` config key overrides it.
 //!
-//! The config key `describe=trap` makes `describe()` panic (a plugin that cannot be loaded); with the
-//! config key `noop` set, `handle` returns at once (to measure the cost of a call).
+//! The config key `describe=trap` makes `describe()` panic (a plugin that cannot be loaded). For
+//! benchmarks: with the config key `noop` set, `handle` returns at once (after failure injection);
+//! with `parse` set, it parses the event's data as JSON and returns (an error if it is not JSON).
 //!
 //! Failure injection: the config key `fail-all=permanent` rejects every event; otherwise it is
 //! driven by extensions on the input event:
@@ -49,11 +50,18 @@ impl Guest for Echo {
     }
 
     fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
-        if host::config_get("noop").is_some() {
+        inject_failure(&event, &delivery)?;
+        let settings = settings();
+        if settings.noop {
             // Measures the cost of a call itself (bench).
             return Ok(());
         }
-        inject_failure(&event, &delivery)?;
+        if settings.parse {
+            let data = event.data.as_deref().unwrap_or_default();
+            return serde_json::from_slice::<serde_json::Value>(data)
+                .map(|value| drop(std::hint::black_box(value)))
+                .map_err(|e| HandleError::Permanent(format!("data is not JSON: {e}")));
+        }
         let topic = host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
         let version = host::config_get("version")
             .unwrap_or_else(|| if cfg!(feature = "v2") { "v2" } else { "v1" }.into());
@@ -81,12 +89,28 @@ impl Guest for Echo {
     }
 }
 
+/// Config keys read once per instance (a host call per event would be part of what benchmarks measure).
+struct Settings {
+    noop: bool,
+    parse: bool,
+    fail_all: bool,
+}
+
+fn settings() -> &'static Settings {
+    static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+    SETTINGS.get_or_init(|| Settings {
+        noop: host::config_get("noop").is_some(),
+        parse: host::config_get("parse").is_some(),
+        fail_all: host::config_get("fail-all").as_deref() == Some("permanent"),
+    })
+}
+
 fn extension<'a>(event: &'a Cloudevent, name: &str) -> Option<&'a str> {
     event.extensions.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleError> {
-    if host::config_get("fail-all").as_deref() == Some("permanent") {
+    if settings().fail_all {
         return Err(HandleError::Permanent(format!("this build rejects every event ({})", event.id)));
     }
     match extension(event, "failmode") {

@@ -1,0 +1,382 @@
+//! End to end against a real broker: how fast Weft consumes a topic next to a plain rdkafka
+//! consumer of the same topic, measured in the same run.
+//!
+//! One topic is produced once (`WEFT_BENCH_EVENTS` structured CloudEvents of 1 KiB, default
+//! 100,000, on 6 partitions with 1,000 keys) and then consumed, each time by a fresh consumer
+//! group, by:
+//! - a plain rdkafka group consumer that reads every record and decodes nothing (the baseline);
+//! - `weft run` (the release binary, default configuration) with a WebAssembly handler that returns
+//!   at once, and one that parses the event's JSON data;
+//! - the same no-op run with 1 % of the events failing once (retried after 50 ms);
+//! - the same no-op run with the plugin hot-swapped to another version halfway through.
+//!
+//! Each consumer is its own process, so its CPU time and peak RSS are its own. Throughput and CPU
+//! are taken from the first event handled to the last (the group join is left out of both).
+//! Then `weft run` idles with 1, 10 and 100 plugins loaded, for the memory each plugin costs.
+//!
+//! Run: `scripts/bench.sh` (starts the test broker, then `cargo bench -p weft --bench pipeline`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use weft_tests::{ECHO_V2_WASM, ECHO_WASM, brokers, create_topic, parse_metrics, unique};
+
+const PARTITIONS: i32 = 6;
+const KEYS: usize = 1_000;
+const DATA_BYTES: usize = 1_024;
+
+/// What one consumer did between its first and its last event.
+struct Run {
+    name: String,
+    events: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+    note: String,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("raw-consumer") {
+        return raw_consumer(&args[2], &args[3], args[4].parse().expect("event count"));
+    }
+    let events: u64 = std::env::var("WEFT_BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let topic = unique("bench");
+    let retry_topic = unique("bench-retry");
+    runtime.block_on(async {
+        create_topic(&topic, PARTITIONS).await;
+        create_topic(&retry_topic, PARTITIONS).await;
+    });
+    println!(
+        "broker {} · {events} events of {DATA_BYTES} B · {PARTITIONS} partitions · {KEYS} keys",
+        brokers()
+    );
+    let started = Instant::now();
+    produce(&topic, events, 0);
+    produce(&retry_topic, events, 100);
+    println!("produced both topics in {:.1} s (one record per batch)\n", started.elapsed().as_secs_f64());
+
+    let mut runs = vec![raw(&topic, events)];
+    runs.push(weft(&Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")])));
+    runs.push(weft(&Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")])));
+    runs.push(weft(&Scenario {
+        retry: true,
+        ..Scenario::new("weft, no-op, 1 % fail once", &retry_topic, events, &[("noop", "1")])
+    }));
+    runs.push(weft(&Scenario {
+        swap: true,
+        ..Scenario::new("weft, no-op, hot swap halfway", &topic, events, &[("noop", "1")])
+    }));
+    report(&runs);
+
+    println!("\nmemory with plugins loaded (idle, echo.wasm copies)");
+    let mut base = None;
+    for count in [1, 10, 100] {
+        let rss = idle_rss(count);
+        let per = base.map(|b: (usize, u64)| (rss - b.1) as f64 / 1024.0 / (count - b.0) as f64);
+        base.get_or_insert((count, rss));
+        let per = per.map_or(String::new(), |p| format!("  {p:.2} MiB per extra plugin"));
+        println!("{count:>4} plugins  RSS {:>7.1} MiB{per}", rss as f64 / 1024.0);
+    }
+}
+
+fn report(runs: &[Run]) {
+    let baseline = runs[0].rate();
+    println!(
+        "{:<36} {:>9} {:>10} {:>8} {:>12} {:>9}  notes",
+        "consumer", "events/s", "× baseline", "CPU µs/ev", "peak RSS MiB", "seconds"
+    );
+    for run in runs {
+        println!(
+            "{:<36} {:>9.0} {:>10.2} {:>8.2} {:>12.1} {:>9.2}  {}",
+            run.name,
+            run.rate(),
+            run.rate() / baseline,
+            run.cpu_seconds * 1e6 / run.events as f64,
+            run.peak_rss_kib as f64 / 1024.0,
+            run.seconds,
+            run.note
+        );
+    }
+}
+
+/// Produces `events` structured CloudEvents to `topic`; every `fail_every`-th one (if not 0)
+/// fails its first attempt in echo.
+fn produce(topic: &str, events: u64, fail_every: u64) {
+    let producer = weft_tests::TestProducer::new();
+    let note = "x".repeat(DATA_BYTES - 80);
+    for n in 0..events {
+        let mut event = serde_json::json!({
+            "specversion": "1.0", "id": format!("ev-{n}"), "source": "/bench", "type": "com.example.bench",
+            "datacontenttype": "application/json",
+            "data": { "n": n, "note": note },
+        });
+        if fail_every > 0 && n % fail_every == 0 {
+            event["failmode"] = "retryable".into();
+            event["failuntil"] = "2".into();
+        }
+        let headers = [("content-type".to_string(), b"application/cloudevents+json".to_vec())];
+        let key = format!("key-{}", n as usize % KEYS);
+        producer.enqueue(topic, &key, &headers, &serde_json::to_vec(&event).unwrap());
+    }
+    producer.flush();
+}
+
+/// The baseline, in its own process: this binary again, as `raw-consumer`.
+fn raw(topic: &str, events: u64) -> Run {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["raw-consumer", &brokers(), topic, &events.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running the raw consumer");
+    let line = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<f64> = line.split_whitespace().map(|f| f.parse().expect("a number")).collect();
+    Run {
+        name: "rdkafka consumer, no decode (baseline)".into(),
+        events,
+        seconds: fields[0],
+        cpu_seconds: fields[1],
+        peak_rss_kib: fields[2] as u64,
+        note: String::new(),
+    }
+}
+
+/// A plain group consumer: poll, touch the payload, nothing else. Prints seconds, CPU seconds and
+/// peak RSS (KiB) from the first record to the last.
+fn raw_consumer(brokers: &str, topic: &str, events: u64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("bench-raw"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let (mut count, mut bytes, mut first) = (0u64, 0usize, None);
+    let mut last = Instant::now();
+    while count < events {
+        // `poll` also returns `None` after serving a rebalance, before its timeout.
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                first.get_or_insert_with(|| (Instant::now(), cpu_seconds("self")));
+                bytes += message.payload().map_or(0, <[u8]>::len);
+                count += 1;
+                last = Instant::now();
+            }
+            Some(Err(error)) => eprintln!("raw consumer: {error}"),
+            None => assert!(
+                last.elapsed() < Duration::from_secs(60),
+                "raw consumer: no record for 60 s after {count}"
+            ),
+        }
+    }
+    std::hint::black_box(bytes);
+    let (at, cpu) = first.expect("at least one record");
+    println!("{} {} {}", at.elapsed().as_secs_f64(), cpu_seconds("self") - cpu, status_kib("self", "VmHWM"));
+}
+
+/// One `weft run`.
+struct Scenario<'a> {
+    name: &'a str,
+    topic: &'a str,
+    events: u64,
+    config: &'a [(&'a str, &'a str)],
+    retry: bool,
+    swap: bool,
+}
+
+impl<'a> Scenario<'a> {
+    fn new(name: &'a str, topic: &'a str, events: u64, config: &'a [(&'a str, &'a str)]) -> Self {
+        Self { name, topic, events, config, retry: false, swap: false }
+    }
+}
+
+fn weft(scenario: &Scenario) -> Run {
+    let dir = work_dir(scenario.name);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(ECHO_WASM, plugins.join("echo.wasm")).unwrap();
+    let mut settings: Vec<(&str, &str)> = vec![("topic", scenario.topic)];
+    settings.extend_from_slice(scenario.config);
+    let plugin_config = vec![("echo".to_string(), settings)];
+    let retry = if scenario.retry { "[retry]\ninitial_backoff_ms = 50\njitter = 0.0\n" } else { "" };
+    let mut weft = Weft::start(&dir, &plugin_config, retry);
+    let handled = |m: &Metrics| m.sum("weft_events_handled_total");
+    weft.wait(Duration::from_secs(120), |m| handled(m) > 0.0);
+    let (t0, cpu0) = (Instant::now(), cpu_seconds(&weft.pid()));
+    let mut note = String::new();
+    if scenario.swap {
+        weft.wait(Duration::from_secs(300), |m| handled(m) >= scenario.events as f64 / 2.0);
+        let temp = plugins.join(".echo.wasm.tmp");
+        std::fs::copy(ECHO_V2_WASM, &temp).unwrap();
+        std::fs::rename(&temp, plugins.join("echo.wasm")).unwrap();
+        let swapped = weft.wait(Duration::from_secs(60), |m| m.sum("weft_plugin_swap_seconds_count") >= 1.0);
+        note = format!("swap {:.1} ms (less compilation)", swapped.sum("weft_plugin_swap_seconds_sum") * 1e3);
+    }
+    let end = weft.wait(Duration::from_secs(600), |m| handled(m) >= scenario.events as f64);
+    let (seconds, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(&weft.pid()) - cpu0);
+    let peak = status_kib(&weft.pid(), "VmHWM");
+    // Nothing more arrives, nothing went to the dead-letter topic.
+    std::thread::sleep(Duration::from_millis(500));
+    let settled = weft.metrics();
+    let (total, dead) = (handled(&settled) as u64, settled.sum("weft_events_dead_lettered_total") as u64);
+    assert_eq!(total, scenario.events, "{}: handled {total} events of {}", scenario.name, scenario.events);
+    assert_eq!(dead, 0, "{}: {dead} events dead-lettered", scenario.name);
+    if scenario.retry {
+        note = format!("{} retries", end.sum("weft_events_retried_total"));
+    }
+    weft.stop();
+    Run {
+        name: scenario.name.into(),
+        events: scenario.events,
+        seconds,
+        cpu_seconds: cpu,
+        peak_rss_kib: peak,
+        note,
+    }
+}
+
+/// Peak of RSS while idle with `count` copies of echo loaded.
+fn idle_rss(count: usize) -> u64 {
+    let dir = work_dir(&format!("idle-{count}"));
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let idle = unique("bench-idle");
+    let mut configs = Vec::new();
+    for n in 0..count {
+        std::fs::copy(ECHO_WASM, plugins.join(format!("echo-{n}.wasm"))).unwrap();
+        configs.push((format!("echo-{n}"), vec![("topic", idle.as_str())]));
+    }
+    let mut weft = Weft::start(&dir, &configs, "");
+    weft.wait(Duration::from_secs(300), |m| m.count("weft_plugin_info") >= count);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = status_kib(&weft.pid(), "VmRSS");
+    weft.stop();
+    rss
+}
+
+fn work_dir(name: &str) -> PathBuf {
+    let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let dir = std::env::temp_dir().join(unique(&format!("weft-bench-{slug}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `weft run` process with its metrics endpoint.
+struct Weft {
+    child: Child,
+    address: String,
+}
+
+impl Weft {
+    fn start(dir: &Path, plugins: &[(String, Vec<(&str, &str)>)], extra: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let mut config = format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\n\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\n\
+             [http]\nlisten = \"{address}\"\n\n{extra}",
+            brokers(),
+            unique("bench-weft"),
+            dir.join("plugins").display(),
+            std::env::temp_dir().join("weft-bench-cache").display(),
+        );
+        for (id, settings) in plugins {
+            let values: Vec<String> = settings.iter().map(|(k, v)| format!("{k:?} = {v:?}")).collect();
+            config.push_str(&format!("\n[plugin.{id:?}]\nconfig = {{ {} }}\n", values.join(", ")));
+        }
+        let path = dir.join("weft.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.join("weft.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting weft");
+        Self { child, address }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// The metrics now; none while the endpoint is not up yet.
+    fn metrics(&self) -> Metrics {
+        use std::io::{Read, Write};
+        let mut text = String::new();
+        let fetched = std::net::TcpStream::connect(&self.address).and_then(|mut stream| {
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: weft\r\n\r\n")?;
+            stream.read_to_string(&mut text)
+        });
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        Metrics(if fetched.is_ok() { parse_metrics(body) } else { Vec::new() })
+    }
+
+    /// Polls the metrics every 10 ms until `done` holds; gives up (and panics) after `limit`.
+    fn wait(&mut self, limit: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("weft exited with {status}");
+            }
+            let metrics = self.metrics();
+            if done(&metrics) {
+                return metrics;
+            }
+            assert!(started.elapsed() < limit, "weft did not get there in {limit:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+struct Metrics(Vec<(String, HashMap<String, String>, f64)>);
+
+impl Metrics {
+    fn sum(&self, name: &str) -> f64 {
+        self.0.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum()
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.0.iter().filter(|(n, _, v)| n == name && *v > 0.0).count()
+    }
+}
+
+/// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command name (which may hold spaces), starting with field 3.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// A `kB` line of `/proc/<pid>/status` (`VmHWM`: peak RSS; `VmRSS`: RSS now).
+fn status_kib(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a kB field")
+}

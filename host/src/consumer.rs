@@ -248,6 +248,16 @@ pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTrack
     }
 }
 
+/// Fetched events may wait this long for their full lanes before their partitions are paused.
+/// Until then the loop merely stops taking records, so librdkafka keeps what it prefetched (a
+/// pause discards it, and a resume fetches it again); past it, the partitions whose events wait
+/// are paused and polling goes on, so rebalances and `max.poll.interval.ms` are served while a
+/// lane is stuck.
+const HOLD_BEFORE_PAUSE: Duration = Duration::from_millis(250);
+
+/// Fetched events that may wait for full lanes before the loop stops taking records.
+const MAX_HELD: usize = 1_024;
+
 /// Fetches until `stop` turns true: decode, route with the plugins in service, hand to a lane.
 /// Follows the catalog: when the topics the plugins need change, the subscription changes with them.
 pub async fn fetch_loop(
@@ -259,32 +269,30 @@ pub async fn fetch_loop(
     let mut swaps = catalog.swaps();
     let mut subscribed: Vec<String> = Vec::new();
     follow_topics(&shared, &catalog.live().topics, &mut subscribed);
-    // Jobs fetched but not yet taken by their (full) lane, in fetch order. While any wait here,
-    // every assigned partition is paused: the loop keeps polling (so the member never exceeds
-    // `max.poll.interval.ms`) without fetching more, and resumes once the lanes have room.
-    let mut held: VecDeque<Job> = VecDeque::new();
+    let mut held = Held::new(lanes.count());
     let mut pauses = Pauses::default();
     let mut tick = tokio::time::interval(STORE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        while let Some(job) = held.pop_front() {
-            match lanes.try_send(job) {
-                Ok(()) => {}
-                Err(TrySend::Full(job)) => {
-                    held.push_front(*job);
-                    break;
-                }
-                Err(TrySend::Closed) => return,
-            }
+        if !held.send(&lanes) {
+            return;
         }
-        pauses.apply(&shared, !held.is_empty() || shared.in_flight.over(), false);
-        let room = held.front().map(|job| lanes.room_for(job));
+        let stuck = held.stuck();
+        pauses.apply(&shared, shared.in_flight.over(), stuck, false);
+        if stuck && pauses.waiting.is_empty() {
+            pauses.wait_for(&shared, held.partitions());
+        }
+        let take = held.count < MAX_HELD || stuck;
+        let room = held.first_lane().map(|lane| lanes.room_in(lane));
         let message = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
             _ = tick.tick() => {
                 store_positions(&shared.tracker, shared.consumer.as_ref());
                 pauses.recount(&shared);
+                if stuck {
+                    pauses.wait_for(&shared, held.partitions());
+                }
                 continue;
             }
             Ok(()) = swaps.changed() => {
@@ -294,7 +302,7 @@ pub async fn fetch_loop(
                 continue;
             }
             _ = async { room.expect("guarded").await }, if room.is_some() => continue,
-            message = shared.consumer.recv() => message,
+            message = shared.consumer.recv(), if take => message,
         };
         match message {
             Ok(message) => {
@@ -303,18 +311,96 @@ pub async fn fetch_loop(
                     pauses.set_aside(&shared, &message);
                     continue;
                 }
-                if let Some(job) = accept(&shared, &live, &message) {
-                    held.push_back(job);
+                if let Some(job) = accept(&shared, &live, &message)
+                    && !held.offer(&lanes, job)
+                    && stuck
+                {
+                    pauses.wait_also(&shared, message.topic(), message.partition());
                 }
                 pauses.check(&shared, message.topic(), message.partition());
                 // A partition may have been assigned meanwhile, or a message fetched before a pause.
-                pauses.apply(&shared, pauses.all, true);
+                pauses.apply(&shared, pauses.all, stuck, true);
             }
             Err(error) => {
                 tracing::warn!(%error, "consumer error");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Jobs fetched while their lane was full, per lane in fetch order: a job never overtakes an
+/// earlier one of its lane (hence of its key), and a full lane holds back only its own jobs.
+struct Held {
+    lanes: Vec<VecDeque<Job>>,
+    count: usize,
+    /// Since when some job has been waiting.
+    since: Option<Instant>,
+}
+
+impl Held {
+    fn new(lanes: usize) -> Self {
+        Self { lanes: (0..lanes).map(|_| VecDeque::new()).collect(), count: 0, since: None }
+    }
+
+    /// Sends `job` to its lane, or keeps it if jobs wait for that lane already or the lane is
+    /// full. `false`: kept.
+    fn offer(&mut self, lanes: &Lanes, job: Job) -> bool {
+        let lane = lanes.lane(&job.record);
+        let job = if self.lanes[lane].is_empty() {
+            match lanes.try_send(lane, job) {
+                // Closed: shutting down, the job is left for the partition's next owner.
+                Ok(()) | Err(TrySend::Closed) => return true,
+                Err(TrySend::Full(job)) => *job,
+            }
+        } else {
+            job
+        };
+        self.lanes[lane].push_back(job);
+        self.count += 1;
+        self.since.get_or_insert_with(Instant::now);
+        false
+    }
+
+    /// Hands waiting jobs to lanes with room; `false` once the lanes stopped (shutdown).
+    fn send(&mut self, lanes: &Lanes) -> bool {
+        if self.count == 0 {
+            return true;
+        }
+        for (lane, queue) in self.lanes.iter_mut().enumerate() {
+            while let Some(job) = queue.pop_front() {
+                match lanes.try_send(lane, job) {
+                    Ok(()) => self.count -= 1,
+                    Err(TrySend::Full(job)) => {
+                        queue.push_front(*job);
+                        break;
+                    }
+                    Err(TrySend::Closed) => return false,
+                }
+            }
+        }
+        if self.count == 0 {
+            self.since = None;
+        }
+        true
+    }
+
+    /// A lane jobs wait for.
+    fn first_lane(&self) -> Option<usize> {
+        if self.count == 0 {
+            return None;
+        }
+        self.lanes.iter().position(|queue| !queue.is_empty())
+    }
+
+    /// Whether jobs have waited longer than [`HOLD_BEFORE_PAUSE`].
+    fn stuck(&self) -> bool {
+        self.since.is_some_and(|since| since.elapsed() >= HOLD_BEFORE_PAUSE)
+    }
+
+    /// The partitions of the waiting jobs.
+    fn partitions(&self) -> HashSet<(String, i32)> {
+        self.lanes.iter().flatten().map(|job| (job.record.topic.clone(), job.record.partition)).collect()
     }
 }
 
@@ -340,8 +426,8 @@ fn follow_topics(shared: &Shared, topics: &[String], subscribed: &mut Vec<String
 }
 
 /// Which assigned partitions the fetch loop keeps from fetching, and why:
-/// - all of them while jobs wait for a full lane or the host holds `pipeline.max_in_flight_mib`
-///   of records (backpressure);
+/// - all of them while the host holds `pipeline.max_in_flight_mib` of records;
+/// - those with events that have waited [`HOLD_BEFORE_PAUSE`] for their full lanes;
 /// - a partition with `pipeline.max_uncommitted` events fetched and not committed (its head is
 ///   stuck: a parked retry, a call that does not return), until it drops below three quarters;
 /// - a partition of a topic no plugin subscribes to any more, from the first record of it that
@@ -351,6 +437,9 @@ fn follow_topics(shared: &Shared, topics: &[String], subscribed: &mut Vec<String
 #[derive(Default)]
 struct Pauses {
     all: bool,
+    /// Events wait for full lanes: `waiting` holds their partitions.
+    stuck: bool,
+    waiting: HashSet<(String, i32)>,
     crowded: HashSet<(String, i32)>,
     aside: HashSet<(String, i32)>,
 }
@@ -390,11 +479,35 @@ impl Pauses {
         }
     }
 
-    /// Pauses every assigned partition while `all`, else only the crowded and set-aside ones.
-    /// `again`: re-pause even if nothing changed (a partition may have been assigned since).
-    fn apply(&mut self, shared: &Shared, all: bool, again: bool) {
+    /// Pauses every assigned partition while `all`, else only the crowded, set-aside and (while
+    /// `stuck`) waiting ones. `again`: re-pause even if nothing changed (a partition may have
+    /// been assigned since).
+    fn apply(&mut self, shared: &Shared, all: bool, stuck: bool, again: bool) {
+        if stuck != self.stuck {
+            self.stuck = stuck;
+            if !stuck {
+                self.waiting.clear();
+            }
+            return self.update(shared, all);
+        }
         if all != self.all || (again && all) {
             self.update(shared, all);
+        }
+    }
+
+    /// While stuck: the partitions whose events wait for full lanes are `waiting` now.
+    fn wait_for(&mut self, shared: &Shared, waiting: HashSet<(String, i32)>) {
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            self.update(shared, self.all);
+        }
+    }
+
+    /// While stuck: an event of this partition waits too.
+    fn wait_also(&mut self, shared: &Shared, topic: &str, partition: i32) {
+        if !self.waiting.contains(&(topic.to_string(), partition)) {
+            self.waiting.insert((topic.to_string(), partition));
+            pause_one(shared, topic, partition);
         }
     }
 
@@ -406,7 +519,8 @@ impl Pauses {
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         for element in assignment.elements() {
             let tp = (element.topic().to_string(), element.partition());
-            let paused = all || self.crowded.contains(&tp) || self.aside.contains(&tp);
+            let paused =
+                all || self.crowded.contains(&tp) || self.aside.contains(&tp) || self.waiting.contains(&tp);
             let list = if paused { &mut pause } else { &mut resume };
             list.add_partition(element.topic(), element.partition());
         }
@@ -421,9 +535,12 @@ impl Pauses {
             tracing::warn!(%error, partitions = %describe(&resume), "cannot resume fetching");
         }
         if all != self.all {
-            tracing::debug!("fetching {}", if all { "paused: lanes full" } else { "resumed" });
+            tracing::debug!(
+                "fetching {}",
+                if all { "paused: in-flight records at their cap" } else { "resumed" }
+            );
         }
-        shared.metrics.fetch_paused.set(i64::from(all));
+        shared.metrics.fetch_paused.set(i64::from(all || !self.waiting.is_empty()));
         self.all = all;
     }
 

@@ -100,18 +100,28 @@ impl Lanes {
         Self { senders }
     }
 
-    /// Queues `job` on its lane if the lane has room; gives it back if the lane is full.
-    pub fn try_send(&self, job: Job) -> Result<(), TrySend> {
-        let lane = lane_of(&job.record, self.senders.len());
+    /// How many lanes there are.
+    pub fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The lane of `record`: by key, or by partition for keyless records.
+    pub fn lane(&self, record: &Record) -> usize {
+        lane_of(record, self.senders.len())
+    }
+
+    /// Queues `job` on `lane` (its [`Lanes::lane`]) if the lane has room; gives it back if the
+    /// lane is full.
+    pub fn try_send(&self, lane: usize, job: Job) -> Result<(), TrySend> {
         self.senders[lane].try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(job) => TrySend::Full(Box::new(job)),
             mpsc::error::TrySendError::Closed(_) => TrySend::Closed,
         })
     }
 
-    /// Waits until the lane of `job` has room (or stopped).
-    pub fn room_for(&self, job: &Job) -> impl std::future::Future<Output = ()> + use<> {
-        let sender = self.senders[lane_of(&job.record, self.senders.len())].clone();
+    /// Waits until `lane` has room (or stopped).
+    pub fn room_in(&self, lane: usize) -> impl std::future::Future<Output = ()> + use<> {
+        let sender = self.senders[lane].clone();
         async move {
             let _ = sender.reserve_owned().await;
         }
@@ -126,8 +136,8 @@ pub enum TrySend {
     Closed,
 }
 
-/// The lane for a record: by key, or by partition for keyless records.
-fn lane_of(record: &Record, lanes: usize) -> usize {
+/// The lane for a record among `lanes`: by key, or by partition for keyless records.
+pub fn lane_of(record: &Record, lanes: usize) -> usize {
     // Hash the borrowed key (no per-event copy); same key, same lane, like `ParkKey`.
     let mut hasher = DefaultHasher::new();
     match &record.key {

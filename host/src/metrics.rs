@@ -65,7 +65,7 @@ pub struct Metrics {
     pub not_ready: IntGauge,
     /// Log lines (`host.log`, stdout, stderr) a plugin wrote past its rate cap, by plugin.
     pub plugin_log_dropped: IntCounterVec,
-    /// 1 while fetching is paused because lanes are full (backpressure), else 0.
+    /// 1 while fetching is paused for some partitions (backpressure), else 0.
     pub fetch_paused: IntGauge,
     /// Partitions currently assigned to this member.
     pub partitions_assigned: IntGauge,
@@ -189,7 +189,10 @@ impl Metrics {
             register(&registry, IntGauge::new("weft_not_ready", "1 while /readyz answers 503, else 0."));
         let fetch_paused = register(
             &registry,
-            IntGauge::new("weft_fetch_paused", "1 while fetching is paused because lanes are full."),
+            IntGauge::new(
+                "weft_fetch_paused",
+                "1 while fetching is paused for some partitions (events waiting for full lanes, or in-flight records at their cap).",
+            ),
         );
         let rebalances = counter("weft_rebalances_total", "Rebalance callbacks, by kind.", &["kind"]);
         let partitions_assigned = register(

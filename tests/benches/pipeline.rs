@@ -4,7 +4,8 @@
 //! One topic is produced once (`WEFT_BENCH_EVENTS` structured CloudEvents of 1 KiB, default
 //! 100,000, on 6 partitions with 1,000 keys) and then consumed, each time by a fresh consumer
 //! group, by:
-//! - a plain rdkafka group consumer that reads every record and decodes nothing (the baseline);
+//! - a plain rdkafka group consumer that reads every record and decodes nothing, with the consumer
+//!   properties Weft uses (the baseline), and with librdkafka's defaults;
 //! - `weft run` (the release binary, default configuration) with a WebAssembly handler that returns
 //!   at once, and one that parses the event's JSON data;
 //! - the same no-op run with 1 % of the events failing once (retried after 50 ms);
@@ -15,6 +16,7 @@
 //! Then `weft run` idles with 1, 10 and 100 plugins loaded, for the memory each plugin costs.
 //!
 //! Run: `scripts/bench.sh` (starts the test broker, then `cargo bench -p weft --bench pipeline`).
+//! `WEFT_BENCH_PROFILE=<dir>` also records a `perf` profile of each `weft run` into `<dir>`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,7 @@ impl Run {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("raw-consumer") {
-        return raw_consumer(&args[2], &args[3], args[4].parse().expect("event count"));
+        return raw_consumer(&args[2], &args[3], args[4].parse().expect("event count"), &args[5]);
     }
     let events: u64 = std::env::var("WEFT_BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -68,7 +70,7 @@ fn main() {
     produce(&retry_topic, events, 100);
     println!("produced both topics in {:.1} s (one record per batch)\n", started.elapsed().as_secs_f64());
 
-    let mut runs = vec![raw(&topic, events)];
+    let mut runs = vec![raw(&topic, events, "weft"), raw(&topic, events, "defaults")];
     runs.push(weft(&Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")])));
     runs.push(weft(&Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")])));
     runs.push(weft(&Scenario {
@@ -94,6 +96,7 @@ fn main() {
 
 fn report(runs: &[Run]) {
     let baseline = runs[0].rate();
+    println!("baseline: {}", runs[0].name);
     println!(
         "{:<36} {:>9} {:>10} {:>8} {:>12} {:>9}  notes",
         "consumer", "events/s", "× baseline", "CPU µs/ev", "peak RSS MiB", "seconds"
@@ -134,17 +137,21 @@ fn produce(topic: &str, events: u64, fail_every: u64) {
     producer.flush();
 }
 
-/// The baseline, in its own process: this binary again, as `raw-consumer`.
-fn raw(topic: &str, events: u64) -> Run {
+/// A plain consumer in its own process: this binary again, as `raw-consumer`. `settings`: `weft`
+/// for the consumer properties Weft uses (the baseline), `defaults` for librdkafka's.
+fn raw(topic: &str, events: u64, settings: &str) -> Run {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["raw-consumer", &brokers(), topic, &events.to_string()])
+        .args(["raw-consumer", &brokers(), topic, &events.to_string(), settings])
         .stderr(Stdio::inherit())
         .output()
         .expect("running the raw consumer");
     let line = String::from_utf8_lossy(&output.stdout);
     let fields: Vec<f64> = line.split_whitespace().map(|f| f.parse().expect("a number")).collect();
     Run {
-        name: "rdkafka consumer, no decode (baseline)".into(),
+        name: match settings {
+            "weft" => "rdkafka consumer, no decode (baseline)".into(),
+            _ => "rdkafka consumer, librdkafka defaults".into(),
+        },
         events,
         seconds: fields[0],
         cpu_seconds: fields[1],
@@ -155,13 +162,21 @@ fn raw(topic: &str, events: u64) -> Run {
 
 /// A plain group consumer: poll, touch the payload, nothing else. Prints seconds, CPU seconds and
 /// peak RSS (KiB) from the first record to the last.
-fn raw_consumer(brokers: &str, topic: &str, events: u64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("bench-raw"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
+fn raw_consumer(brokers: &str, topic: &str, events: u64, settings: &str) {
+    let group = unique("bench-raw");
+    let mut config = if settings == "weft" {
+        let mut weft = weft::Config::with_brokers(brokers);
+        weft.kafka.group_id = group;
+        let mut config = weft::kafka::consumer_config(&weft.kafka);
+        // A plain consumer stores what it polls.
+        config.set("enable.auto.offset.store", "true");
+        config
+    } else {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers).set("group.id", group);
+        config
+    };
+    let consumer: BaseConsumer = config.set("auto.offset.reset", "earliest").create().expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
     let (mut count, mut bytes, mut first) = (0u64, 0usize, None);
     let mut last = Instant::now();
@@ -215,6 +230,7 @@ fn weft(scenario: &Scenario) -> Run {
     let handled = |m: &Metrics| m.sum("weft_events_handled_total");
     weft.wait(Duration::from_secs(120), |m| handled(m) > 0.0);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(&weft.pid()));
+    let profile = profile(scenario.name, &weft.pid());
     let mut note = String::new();
     if scenario.swap {
         weft.wait(Duration::from_secs(300), |m| handled(m) >= scenario.events as f64 / 2.0);
@@ -227,6 +243,10 @@ fn weft(scenario: &Scenario) -> Run {
     let end = weft.wait(Duration::from_secs(600), |m| handled(m) >= scenario.events as f64);
     let (seconds, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(&weft.pid()) - cpu0);
     let peak = status_kib(&weft.pid(), "VmHWM");
+    if let Some(mut perf) = profile {
+        let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = perf.wait();
+    }
     // Nothing more arrives, nothing went to the dead-letter topic.
     std::thread::sleep(Duration::from_millis(500));
     let settled = weft.metrics();
@@ -245,6 +265,22 @@ fn weft(scenario: &Scenario) -> Run {
         peak_rss_kib: peak,
         note,
     }
+}
+
+/// With `WEFT_BENCH_PROFILE=<dir>`: `perf record` of the weft process, into
+/// `<dir>/<scenario>.perf.data` (read it with `perf report -i`).
+fn profile(scenario: &str, pid: &str) -> Option<Child> {
+    let dir = PathBuf::from(std::env::var_os("WEFT_BENCH_PROFILE")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    let slug: String = scenario.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let output = dir.join(format!("{slug}.perf.data"));
+    Command::new("perf")
+        .args(["record", "-g", "-F", "999", "-p", pid, "-o"])
+        .arg(output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
 }
 
 /// Peak of RSS while idle with `count` copies of echo loaded.
@@ -327,7 +363,7 @@ impl Weft {
         Metrics(if fetched.is_ok() { parse_metrics(body) } else { Vec::new() })
     }
 
-    /// Polls the metrics every 10 ms until `done` holds; gives up (and panics) after `limit`.
+    /// Polls the metrics every 50 ms until `done` holds; gives up (and panics) after `limit`.
     fn wait(&mut self, limit: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
         let started = Instant::now();
         loop {
@@ -339,7 +375,7 @@ impl Weft {
                 return metrics;
             }
             assert!(started.elapsed() < limit, "weft did not get there in {limit:?}");
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -354,6 +354,67 @@ async fn full_lanes_pause_fetching_and_the_member_stays_in_the_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_lane_pauses_only_the_partition_whose_events_wait_for_it() {
+    let (topic, output) = topic_pair("pause-one", 2).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    config.retry = fast_retries(5, 50);
+    config.retry.max_backoff_ms = Some(60_000);
+    // Two lanes, each holding one parked event and one queued; `A` and `K` in different lanes.
+    config.pipeline.lanes = 2;
+    config.pipeline.lane_capacity = 1;
+    config.pipeline.max_parked = 1;
+    let lane = |key: &str| {
+        let record = weft::event::Record {
+            topic: topic.clone(),
+            partition: 0,
+            offset: 0,
+            key: Some(key.as_bytes().to_vec()),
+            timestamp_ms: None,
+            headers: vec![],
+        };
+        weft::lanes::lane_of(&record, 2)
+    };
+    let other = (0..).map(|n| format!("K{n}")).find(|k| lane(k) != lane("A")).unwrap();
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let host = Host::start(config).await.expect("host starts");
+    let producer = TestProducer::new();
+    // A-1 waits 15 s for its retry, A-2 fills A's lane, A-3 waits for it: partition 0 pauses.
+    fails_once(&producer, &topic, 0, "A", "A-1", 15_000).await;
+    for id in ["A-2", "A-3"] {
+        producer.event(&topic, Some(0), "A", id, Mode::Binary).await;
+    }
+    let metrics = host.metrics().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || metrics.fetch_paused.get() == 1).await,
+        "fetching never paused"
+    );
+    // Partition 1, another lane: it keeps flowing while A waits.
+    let started = Instant::now();
+    for n in 0..20 {
+        producer.event(&topic, Some(1), &other, &format!("{other}-{n}"), Mode::Binary).await;
+    }
+    let outputs = read_until(&output, Duration::from_secs(30), |o| o.len() >= 20).await;
+    let flowed = started.elapsed();
+    let order = ids(&outputs);
+    assert!(order.iter().filter(|id| id.starts_with(&other)).count() == 20, "{order:?}");
+    assert!(
+        !order.contains(&"A-1") && flowed < Duration::from_secs(10),
+        "partition 1 waited for partition 0's retry ({flowed:?}): {order:?}"
+    );
+    let outputs = read(&output, 23, Duration::from_secs(60)).await;
+    let order = ids(&outputs);
+    let position = |id: &str| order.iter().position(|o| *o == id).unwrap();
+    assert!(position("A-1") < position("A-2") && position("A-2") < position("A-3"), "{order:?}");
+    assert!(eventually(Duration::from_secs(5), || metrics.fetch_paused.get() == 0).await, "fetching resumed");
+    assert!(
+        eventually(Duration::from_secs(20), || metrics.in_flight.get() == 0).await,
+        "events still in flight"
+    );
+    host.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_head_bounds_the_uncommitted_events_of_its_partition() {
     init_logging();
     let (topic, output) = topic_pair("crowded", 1).await;

@@ -35,6 +35,136 @@ fn measure(name: &str, baseline_us: f64, iterations: u32, mut f: impl FnMut()) {
     );
 }
 
+/// The handler world bound for calls without async, to compare a bare synchronous call with a bare
+/// asynchronous one (Weft's own path adds the instance pool, the deadline and the metrics).
+mod bare {
+    wasmtime::component::bindgen!({ path: "../wit", world: "handler", exports: { default: async } });
+    pub mod sync {
+        wasmtime::component::bindgen!({ path: "../wit", world: "handler" });
+    }
+
+    use wasmtime::component::ResourceTable;
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+    /// A store's data: WASI, and host imports that do nothing but say `noop`.
+    pub struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+
+    impl State {
+        pub fn new() -> Self {
+            Self { wasi: WasiCtx::builder().build(), table: ResourceTable::new() }
+        }
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        }
+    }
+
+    macro_rules! host {
+        ($module:path) => {
+            use $module as m;
+            impl m::types::Host for State {}
+            impl m::host::Host for State {
+                fn log(&mut self, _: m::types::LogLevel, _: String) {}
+                fn emit(
+                    &mut self,
+                    _: String,
+                    _: m::types::Cloudevent,
+                    _: Option<Vec<u8>>,
+                ) -> Result<(), m::types::EmitError> {
+                    Ok(())
+                }
+                fn config_get(&mut self, key: String) -> Option<String> {
+                    (key == "noop").then(|| "1".to_string())
+                }
+            }
+        };
+    }
+    mod async_host {
+        use super::*;
+        host!(super::weft::handler);
+    }
+    mod sync_host {
+        use super::*;
+        host!(super::sync::weft::handler);
+    }
+}
+
+/// The same record in another binding's type (field for field).
+macro_rules! copy {
+    (event $ty:path, $e:expr) => {{
+        let e = $e;
+        $ty {
+            id: e.id.clone(),
+            source: e.source.clone(),
+            type_: e.type_.clone(),
+            specversion: e.specversion.clone(),
+            datacontenttype: e.datacontenttype.clone(),
+            dataschema: e.dataschema.clone(),
+            subject: e.subject.clone(),
+            time: e.time.clone(),
+            extensions: e.extensions.clone(),
+            data: e.data.clone(),
+        }
+    }};
+    (delivery $ty:path, $d:expr) => {{
+        let d = $d;
+        $ty {
+            topic: d.topic.clone(),
+            partition: d.partition,
+            offset: d.offset,
+            key: d.key.clone(),
+            timestamp_ms: d.timestamp_ms,
+            attempt: d.attempt,
+            headers: d.headers.clone(),
+        }
+    }};
+}
+
+/// Per-call cost of echo's no-op `handle` called directly through wasmtime: synchronously, and
+/// asynchronously as Weft does. Returns (sync µs, async µs).
+async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::Delivery) -> (f64, f64) {
+    use wasmtime::component::{Component, HasSelf, Linker};
+    use wasmtime::{Engine, Store};
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).unwrap();
+    let component = Component::from_file(&engine, ECHO).unwrap();
+    const N: u32 = 100_000;
+
+    let mut linker = Linker::<bare::State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    bare::sync::Handler::add_to_linker::<_, HasSelf<bare::State>>(&mut linker, |s| s).unwrap();
+    let mut store = Store::new(&engine, bare::State::new());
+    store.set_epoch_deadline(u64::MAX / 2);
+    let handler = bare::sync::Handler::instantiate(&mut store, &component, &linker).unwrap();
+    let sync_event = copy!(event bare::sync::weft::handler::types::Cloudevent, event);
+    let sync_delivery = copy!(delivery bare::sync::weft::handler::types::Delivery, delivery);
+    let started = Instant::now();
+    for _ in 0..N {
+        handler.call_handle(&mut store, &sync_event, &sync_delivery).unwrap().unwrap();
+    }
+    let sync = started.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+
+    let mut linker = Linker::<bare::State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    bare::Handler::add_to_linker::<_, HasSelf<bare::State>>(&mut linker, |s| s).unwrap();
+    let mut store = Store::new(&engine, bare::State::new());
+    store.set_epoch_deadline(u64::MAX / 2);
+    let handler = bare::Handler::instantiate_async(&mut store, &component, &linker).await.unwrap();
+    let async_event = copy!(event bare::weft::handler::types::Cloudevent, event);
+    let async_delivery = copy!(delivery bare::weft::handler::types::Delivery, delivery);
+    let started = Instant::now();
+    for _ in 0..N {
+        handler.call_handle(&mut store, &async_event, &async_delivery).await.unwrap().unwrap();
+    }
+    (sync, started.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+}
+
 fn main() {
     let data = format!(r#"{{"task_id":"task-42","user_id":"user-7","note":"{}"}}"#, "x".repeat(960));
     let structured = format!(
@@ -132,7 +262,11 @@ fn main() {
             ..PluginConfig::default()
         };
         let noop = load_with(wasm.clone(), limits, noop_settings).await;
-        report("plugin call, handler returns at once", calls(noop, 100_000).await, 1.2, "baseline");
+        let through_weft = calls(noop, 100_000).await;
+        report("plugin call, handler returns at once", through_weft, 1.2, "baseline");
+        let (sync, direct_async) = raw_calls(&event, &delivery).await;
+        report("  the same, bare async call (no pool, deadline)", direct_async, through_weft, "weft");
+        report("  the same, bare sync call", sync, direct_async, "async");
         let pooled = calls(plugin, 100_000).await;
         report("plugin call (1 KiB event, 1 emit, pooled)", pooled, 1.2, "baseline");
         let fresh = load(wasm.clone(), Limits { instances: InstanceStrategy::Fresh, ..limits }).await;

@@ -639,7 +639,19 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
     let topic = message.topic();
     let (partition, offset) = (message.partition(), message.offset());
     shared.metrics.received.with_label_values(&[topic]).inc();
-    let ticket = shared.tracker.begin(topic, partition, offset);
+    let (ticket, skipped) = shared.tracker.fetched(topic, partition, offset);
+    if skipped > 0 {
+        // Normal where a topic is compacted or written in transactions; on a plain topic, the
+        // broker did not return records that exist.
+        shared.metrics.offsets_skipped.with_label_values(&[topic]).inc_by(skipped as u64);
+        tracing::debug!(
+            topic,
+            partition,
+            offset,
+            skipped,
+            "offsets skipped since the partition's previous record"
+        );
+    }
     // Names and values as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
     let header_bytes = message.headers().map(crate::headers::read).unwrap_or_default();
     let raw = RawRecord {

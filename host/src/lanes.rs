@@ -147,6 +147,32 @@ pub fn lane_of(record: &Record, lanes: usize) -> usize {
     (hasher.finish() % lanes as u64) as usize
 }
 
+/// The span of one attempt of one plugin on one event: at `info` when spans are exported, else at
+/// `debug` (no cost unless `RUST_LOG` enables it; failure logs carry the same fields themselves).
+fn event_span(job: &Job, event: &Cloudevent, plugin: &Plugin, attempt: u32) -> tracing::Span {
+    macro_rules! span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "event",
+                messaging.system = "kafka",
+                topic = %job.record.topic,
+                partition = job.record.partition,
+                offset = job.record.offset,
+                ce.id = %event.id,
+                ce.r#type = %event.type_,
+                plugin = %plugin.id,
+                digest = %plugin.short_digest(),
+                attempt,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
+            )
+        };
+    }
+    if crate::telemetry::exporting() { span!(tracing::Level::INFO) } else { span!(tracing::Level::DEBUG) }
+}
+
 /// What events must stay in order with each other: those of one partition with the same key (or,
 /// without a key, the whole partition). Kafka orders nothing across partitions, so a retry parked
 /// on one partition never holds back another partition's events, whatever their key.
@@ -316,21 +342,7 @@ impl Lane {
                 removed = true;
                 continue;
             }
-            let span = tracing::info_span!(
-                "event",
-                messaging.system = "kafka",
-                topic = %job.record.topic,
-                partition = job.record.partition,
-                offset = job.record.offset,
-                ce.id = %event.id,
-                ce.r#type = %event.type_,
-                plugin = %plugin.id,
-                digest = %plugin.short_digest(),
-                attempt,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-                parent_span_id = tracing::field::Empty,
-            );
+            let span = event_span(job, event, &plugin, attempt);
             // The handler call continues the input's trace as a child span.
             let trace = event
                 .extensions
@@ -354,13 +366,13 @@ impl Lane {
             match plugin.retry.decide(&failure, attempt) {
                 Decision::Wait(delay) => {
                     metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
-                    tracing::warn!(reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                    tracing::warn!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
                     retry_in = Some(retry_in.map_or(delay, |d| d.max(delay)));
                     still.push((plugin, attempt));
                 }
                 Decision::Retry(delay) => {
                     metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
-                    tracing::info!(reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
+                    tracing::info!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
                     retry_in = Some(retry_in.map_or(delay, |d| d.max(delay)));
                     still.push((plugin, attempt + 1));
                 }
@@ -400,7 +412,8 @@ impl Lane {
         let started = Instant::now();
         let result = plugin.handle_traced(event, &delivery, traceparent).await;
         let metrics = &self.shared.metrics;
-        metrics.handler_duration.with_label_values(&[&plugin.id]).observe(started.elapsed().as_secs_f64());
+        let series = plugin.series(metrics);
+        series.handler_duration.observe(started.elapsed().as_secs_f64());
         if let Some(latency) = plugin.first_event_latency() {
             metrics.plugin_swap.observe(latency.as_secs_f64());
             tracing::info!(
@@ -410,15 +423,17 @@ impl Lane {
                 "first event on this version"
             );
         }
-        metrics.plugin_memory.with_label_values(&[&plugin.id]).set(plugin.memory_bytes() as i64);
+        series.memory.set(plugin.memory_bytes() as i64);
         let dropped = plugin.log_lines_dropped();
         if dropped > 0 {
-            metrics.plugin_log_dropped.with_label_values(&[&plugin.id]).inc_by(dropped);
+            series.log_dropped.inc_by(dropped);
         }
         match result {
             Ok(emitted) => {
                 metrics.handled.with_label_values(&[topic, &plugin.id]).inc();
-                metrics.emitted.with_label_values(&[&plugin.id]).inc_by(emitted as u64);
+                if emitted > 0 {
+                    series.emitted.inc_by(emitted as u64);
+                }
                 Ok(())
             }
             Err(failure) => {

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// Records read from Kafka, by topic.
     pub received: IntCounterVec,
+    /// Offsets the consumer skipped between two records of a partition, by topic.
+    pub offsets_skipped: IntCounterVec,
     /// Records that are not valid CloudEvents, by topic.
     pub invalid: IntCounterVec,
     /// Valid events no plugin subscribed to, by topic.
@@ -87,7 +89,30 @@ pub struct Metrics {
     pub plugin_swap: prometheus::Histogram,
 }
 
+/// The series of one plugin that every call updates.
+#[derive(Debug, Clone)]
+pub struct PluginSeries {
+    /// `weft_handler_duration_seconds{plugin}`.
+    pub handler_duration: prometheus::Histogram,
+    /// `weft_plugin_memory_bytes{plugin}`.
+    pub memory: prometheus::IntGauge,
+    /// `weft_plugin_log_lines_dropped_total{plugin}`.
+    pub log_dropped: prometheus::IntCounter,
+    /// `weft_events_emitted_total{plugin}`.
+    pub emitted: prometheus::IntCounter,
+}
+
 impl Metrics {
+    /// The series of plugin `id`.
+    pub fn plugin_series(&self, id: &str) -> PluginSeries {
+        PluginSeries {
+            handler_duration: self.handler_duration.with_label_values(&[id]),
+            memory: self.plugin_memory.with_label_values(&[id]),
+            log_dropped: self.plugin_log_dropped.with_label_values(&[id]),
+            emitted: self.emitted.with_label_values(&[id]),
+        }
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -101,6 +126,12 @@ impl Metrics {
             )
         };
         let received = counter("weft_events_received_total", "Records read from Kafka.", &["topic"]);
+        let offsets_skipped = counter(
+            "weft_offsets_skipped_total",
+            "Offsets between two fetched records of a partition that no record came for: compaction, \
+             transaction markers, or records a broker failed to return.",
+            &["topic"],
+        );
         let invalid =
             counter("weft_events_invalid_total", "Records that are not valid CloudEvents.", &["topic"]);
         let unrouted =
@@ -240,6 +271,7 @@ impl Metrics {
         Self {
             registry,
             received,
+            offsets_skipped,
             invalid,
             unrouted,
             handled,

@@ -78,6 +78,13 @@ impl OffsetTracker {
 
     /// Records that the event at `offset` was fetched and is now in flight.
     pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
+        self.fetched(topic, partition, offset).0
+    }
+
+    /// [`OffsetTracker::begin`], also telling how many offsets the consumer skipped to get there
+    /// since the partition's previous record: none on a plain topic, some where a topic is compacted
+    /// or holds transaction markers, and records lost in transit if a broker skips them.
+    pub fn fetched(&self, topic: &str, partition: i32, offset: i64) -> (Ticket, i64) {
         let mut partitions = self.lock();
         let by_partition = match partitions.get_mut(topic) {
             Some(p) => p,
@@ -102,8 +109,10 @@ impl OffsetTracker {
             state.position = None;
             state.stored = None;
         }
+        let expected = state.pending.back().map(|&(last, _, _)| last + 1).or(state.position);
+        let skipped = expected.map_or(0, |expected| offset - expected);
         state.pending.push_back((offset, false, Instant::now()));
-        Ticket { topic: topic.to_string(), partition, offset, generation: state.generation }
+        (Ticket { topic: topic.to_string(), partition, offset, generation: state.generation }, skipped)
     }
 
     /// Marks the ticket's event finished. Returns the partition's new position (one past the last
@@ -228,6 +237,25 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_skipped_between_fetched_records_are_counted() {
+        let tracker = OffsetTracker::default();
+        let (first, none) = tracker.fetched("t", 0, 10);
+        assert_eq!(none, 0, "nothing to compare the first record with");
+        let (second, none) = tracker.fetched("t", 0, 11);
+        assert_eq!(none, 0);
+        let (third, skipped) = tracker.fetched("t", 0, 15);
+        assert_eq!(skipped, 3, "12, 13 and 14 never came");
+        for ticket in [first, second, third] {
+            tracker.finish(&ticket);
+        }
+        // All finished: the position (16) is what the next record is compared with.
+        assert_eq!(tracker.fetched("t", 0, 18).1, 2);
+        assert_eq!(tracker.fetched("t", 1, 100).1, 0, "per partition");
+        // Going back (a seek) is not a gap.
+        assert_eq!(tracker.fetched("t", 0, 12).1, 0);
+    }
 
     #[test]
     fn stores_only_past_the_finished_head() {

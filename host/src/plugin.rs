@@ -17,14 +17,15 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{Cloudevent, Delivery, HandleError, Handler, HandlerPre};
+use crate::bindings::{HandleError, Handler, HandlerPre};
 use crate::config::{Config, InstanceStrategy, PluginConfig};
 use crate::emit::Emitter;
 use crate::retry::RetryPolicy;
 use crate::route::SubscriptionSpec;
 use crate::runtime::{DeadlineExceeded, EPOCH_TICK, HostState, PluginEnv, Runtime};
 
-pub use crate::bindings::delivery;
+/// The event and delivery types handlers receive, as the WIT defines them.
+pub use crate::bindings::{Cloudevent, Delivery, delivery};
 
 /// The world every plugin must implement.
 pub const WORLD: &str = "weft:handler/handler@0.1.0";
@@ -210,6 +211,8 @@ pub struct Plugin {
     permits: tokio::sync::Semaphore,
     /// Linear memory of the largest instance seen after a call, in bytes.
     memory_bytes: std::sync::atomic::AtomicUsize,
+    /// The plugin's metric series, looked up once.
+    series: std::sync::OnceLock<crate::metrics::PluginSeries>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -289,6 +292,7 @@ impl Plugin {
             from_cache,
             stable_at: None,
             first_event: std::sync::atomic::AtomicBool::new(false),
+            series: std::sync::OnceLock::new(),
             limits,
             pre,
             env,
@@ -323,6 +327,12 @@ impl Plugin {
     /// The first 12 hex digits of the digest, for logs.
     pub fn short_digest(&self) -> &str {
         &self.digest[..12]
+    }
+
+    /// This plugin's series in `metrics`, resolved at the first call (a label lookup hashes and
+    /// locks; this is once per plugin version, not once per event).
+    pub fn series(&self, metrics: &crate::metrics::Metrics) -> &crate::metrics::PluginSeries {
+        self.series.get_or_init(|| metrics.plugin_series(&self.id))
     }
 
     /// For a version that went live while running: the time from its file being stable to its

@@ -38,6 +38,14 @@ impl Telemetry {
     }
 }
 
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported (`telemetry.otlp_endpoint`): per-event spans are then made at `info`
+/// level; otherwise at `debug`, so that they cost nothing unless `RUST_LOG` asks for them.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the global subscriber: logs, plus OTLP export if `telemetry` names an endpoint. Later
 /// calls are ignored. Builds a blocking HTTP client: call it off the async runtime.
 pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> anyhow::Result<Telemetry> {
@@ -52,6 +60,7 @@ pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> anyhow::Result<Te
         None => None,
     };
     let spans = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("weft")));
+    EXPORTING.store(spans.is_some(), std::sync::atomic::Ordering::Relaxed);
     let _ = tracing_subscriber::registry().with(logs).with(spans).with(filter).try_init();
     if let Some(endpoint) = &telemetry.otlp_endpoint {
         tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");

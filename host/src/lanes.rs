@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -28,7 +30,7 @@ use crate::dlq::{Letter, RawRecord};
 use crate::event::Record;
 use crate::in_flight::Share;
 use crate::offsets::Ticket;
-use crate::plugin::Plugin;
+use crate::plugin::{Emits, Failure, Plugin};
 use crate::retry::{Decision, DlqReason};
 use crate::tasks::Tasks;
 use crate::trace::TraceParent;
@@ -89,6 +91,7 @@ impl Lanes {
                     parked: HashMap::new(),
                     timers: BinaryHeap::new(),
                     due_keys: HashMap::new(),
+                    acking: FuturesUnordered::new(),
                     parked_count: 0,
                     max_parked,
                     sequence: 0,
@@ -195,6 +198,9 @@ enum Progress {
     Done,
     /// Some plugin must try again after this wait.
     Retry(Duration),
+    /// The calls returned; the events they emitted are on their way to the broker. The event is
+    /// done once they are acknowledged (and after `retry_in` if some other plugin must try again).
+    Acking { acks: Vec<Ack>, retry_in: Option<Duration> },
     /// Shutdown began before a dead-letter write was acknowledged, or the only plugins left for the
     /// event were removed along with its topic: leave the event unfinished (uncommitted) for the
     /// next owner of the partition.
@@ -203,14 +209,37 @@ enum Progress {
     Revoked,
 }
 
+/// A plugin's successful call whose emitted events are not acknowledged yet.
+struct Ack {
+    plugin: Arc<Plugin>,
+    attempt: u32,
+    emits: Emits,
+}
+
+/// What waiting for one event's acknowledgements came to: its key, each plugin's outcome, and the
+/// retry wait other plugins of the attempt asked for.
+type Acked = (ParkKey, Vec<(Arc<Plugin>, u32, Result<usize, Failure>)>, Option<Duration>);
+
+/// Waits for one event's acknowledgements (`Sync` so that the lane can be borrowed across awaits).
+type AckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Acked> + Send + Sync>>;
+
+/// Per-key state of a lane: the events of keys that wait (for a retry, or for the broker to
+/// acknowledge what the front event emitted), in order.
+///
+/// While an event's emitted events travel to the broker, the lane goes on with other keys; the
+/// events of its key queue behind it like behind a retry, so order per key holds whatever the
+/// acknowledgement says.
 struct Lane {
     shared: Arc<Shared>,
-    /// Keys waiting for a retry; the front event of each queue is the one being retried.
+    /// Keys that wait; the front event of each queue is the one retried or acknowledged.
     parked: HashMap<ParkKey, VecDeque<Job>>,
     /// When each parked key's front event is due, earliest first, with a tie-breaker; the key is
     /// looked up by index in `due_keys`.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     due_keys: HashMap<u64, ParkKey>,
+    /// Acknowledgements awaited, one future per event.
+    acking: FuturesUnordered<AckFuture>,
+    /// Events in `parked` but for those whose acknowledgements are awaited.
     parked_count: usize,
     max_parked: usize,
     /// Tie-breaker for timers due at the same instant.
@@ -221,15 +250,21 @@ impl Lane {
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         loop {
             if self.stopping() {
-                // Parked and queued events stay uncommitted and are fetched again later.
+                // Parked and queued events stay uncommitted and are fetched again later; events
+                // whose emits are on their way are finished if the broker takes them.
+                self.finish_acks().await;
                 break;
             }
             let due = self.timers.peek().map(|Reverse((at, _))| *at);
-            let accepting = self.parked_count < self.max_parked;
+            let accepting = self.parked_count + self.acking.len() < self.max_parked;
             tokio::select! {
+                Some(acked) = self.acking.next(), if !self.acking.is_empty() => self.acked(acked).await,
                 job = jobs.recv(), if accepting => match job {
                     Some(job) => self.accept(job).await,
-                    None => break,
+                    None => {
+                        self.finish_acks().await;
+                        break;
+                    }
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
                     if let Some(key) = self.timers.pop().and_then(|Reverse((_, n))| self.due_keys.remove(&n)) {
@@ -246,6 +281,7 @@ impl Lane {
     }
 
     async fn accept(&mut self, mut job: Job) {
+        // The key is built only when some key waits (most events never need it).
         if !self.parked.is_empty() {
             let key = ParkKey::of(&job.record);
             if let Some(queue) = self.parked.get_mut(&key) {
@@ -255,33 +291,100 @@ impl Lane {
                 return;
             }
         }
-        match self.attempt(&mut job).await {
+        let progress = self.attempt(&mut job).await;
+        self.settle(None, VecDeque::new(), job, progress);
+    }
+
+    /// Applies the outcome of `job`'s attempt; `queue` holds the events of its key (`key`, or
+    /// the job's own) behind it. Gives the queue back if the key is free to go on.
+    fn settle(
+        &mut self,
+        key: Option<ParkKey>,
+        mut queue: VecDeque<Job>,
+        job: Job,
+        progress: Progress,
+    ) -> Option<VecDeque<Job>> {
+        let key = || key.unwrap_or_else(|| ParkKey::of(&job.record));
+        match progress {
             Progress::Done => self.done(&job),
             Progress::Retry(delay) => {
-                let key = ParkKey::of(&job.record);
-                self.park_front(key, VecDeque::new(), job, delay);
+                self.park_front(key(), queue, job, delay);
+                return None;
             }
+            Progress::Acking { acks, retry_in } => {
+                let key = key();
+                queue.push_front(job);
+                self.parked.insert(key.clone(), queue);
+                self.acking.push(Box::pin(async move {
+                    let mut outcomes = Vec::with_capacity(acks.len());
+                    for Ack { plugin, attempt, emits } in acks {
+                        outcomes.push((plugin, attempt, emits.acknowledged().await));
+                    }
+                    (key, outcomes, retry_in)
+                }));
+                return None;
+            }
+            // Left for the partition's next owner; the events behind it still get their turn (each
+            // is finished or abandoned on its own), so none is silently dropped.
             Progress::Abandoned => {}
             Progress::Revoked => self.shared.let_go(&job.ticket),
         }
+        Some(queue)
     }
 
     /// Retries the front event of `key`'s queue, then lets the events behind it follow.
     async fn resume(&mut self, key: ParkKey) {
-        let Some(mut queue) = self.parked.remove(&key) else { return };
+        let Some(queue) = self.parked.remove(&key) else { return };
+        self.go_on(key, queue).await;
+    }
+
+    /// Tries the events of `queue` in order until one has to wait again.
+    async fn go_on(&mut self, key: ParkKey, mut queue: VecDeque<Job>) {
         while let Some(mut job) = queue.pop_front() {
             self.parked_count -= 1;
             self.shared.metrics.parked.dec();
             if self.stopping() {
                 return;
             }
-            match self.attempt(&mut job).await {
-                Progress::Done => self.done(&job),
-                Progress::Retry(delay) => return self.park_front(key, queue, job, delay),
-                // Left for the partition's next owner; the events behind it still get their turn
-                // (each is finished or abandoned on its own), so none is silently dropped.
-                Progress::Abandoned => {}
-                Progress::Revoked => self.shared.let_go(&job.ticket),
+            let progress = self.attempt(&mut job).await;
+            match self.settle(Some(key.clone()), queue, job, progress) {
+                Some(rest) => queue = rest,
+                None => return,
+            }
+        }
+    }
+
+    /// The front event of a key has its acknowledgements: finish or retry it, then go on with
+    /// the events behind it.
+    async fn acked(&mut self, (key, outcomes, retry_in): Acked) {
+        let Some(mut queue) = self.parked.remove(&key) else { return };
+        let mut job = queue.pop_front().expect("the acknowledged event is the front of its key");
+        let progress = if self.shared.tracker.start(&job.ticket) {
+            let progress = self.after_acks(&mut job, outcomes, retry_in).await;
+            self.shared.tracker.stop(&job.ticket);
+            progress
+        } else {
+            Progress::Revoked
+        };
+        if let Some(queue) = self.settle(Some(key.clone()), queue, job, progress) {
+            self.go_on(key, queue).await;
+        }
+    }
+
+    /// At shutdown: waits for the acknowledgements under way and finishes the events whose
+    /// emitted events all landed.
+    async fn finish_acks(&mut self) {
+        while let Some((key, outcomes, retry_in)) = self.acking.next().await {
+            let Some(job) = self.parked.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
+            let metrics = &self.shared.metrics;
+            for (plugin, _, outcome) in &outcomes {
+                if let Ok(emitted) = outcome {
+                    metrics.handled.with_label_values(&[&job.record.topic, &plugin.id]).inc();
+                    plugin.series(metrics).emitted.inc_by(*emitted as u64);
+                }
+            }
+            if retry_in.is_none() && job.pending.is_empty() && outcomes.iter().all(|(_, _, o)| o.is_ok()) {
+                self.done(&job);
             }
         }
     }
@@ -320,7 +423,6 @@ impl Lane {
     }
 
     async fn attempt_claimed(&self, job: &mut Job) -> Progress {
-        let mut retry_in: Option<Duration> = None;
         let event = match &job.event {
             Ok(event) => event,
             Err((reason, error)) => {
@@ -331,7 +433,8 @@ impl Lane {
                 };
             }
         };
-        let mut still = Vec::new();
+        let mut outcome = Outcome::default();
+        let mut acks = Vec::new();
         let live = self.shared.catalog.live();
         let mut removed = false;
         for (plugin, attempt) in std::mem::take(&mut job.pending) {
@@ -356,42 +459,22 @@ impl Lane {
                     span.record("parent_span_id", parent.span_id.as_str());
                     child.to_string()
                 });
-            let Err(failure) =
-                self.call(job, event, &plugin, attempt, trace.as_deref()).instrument(span.clone()).await
-            else {
-                continue;
-            };
-            let _entered = span.enter();
-            let metrics = &self.shared.metrics;
-            match plugin.retry.decide(&failure, attempt) {
-                Decision::Wait(delay) => {
-                    metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
-                    tracing::warn!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
-                    retry_in = Some(retry_in.map_or(delay, |d| d.max(delay)));
-                    still.push((plugin, attempt));
-                }
-                Decision::Retry(delay) => {
-                    metrics.retried.with_label_values(&[&job.record.topic, &plugin.id]).inc();
-                    tracing::info!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
-                    retry_in = Some(retry_in.map_or(delay, |d| d.max(delay)));
-                    still.push((plugin, attempt + 1));
-                }
-                Decision::DeadLetter(reason) => {
-                    let error = failure.to_string();
-                    let letter = Letter {
-                        reason,
-                        error: &error,
-                        plugin: Some((&plugin.id, &plugin.digest)),
-                        attempts: attempt,
-                    };
-                    if self.shared.dead_letters.write(&job.raw, &letter).await.is_err() {
+            match self.call(job, event, &plugin, attempt, trace.as_deref()).instrument(span.clone()).await {
+                Ok(emits) if emits.settled() => self.handled(job, &plugin, emits.count()),
+                Ok(emits) => acks.push(Ack { plugin, attempt, emits }),
+                Err(failure) => {
+                    let _entered = span.enter();
+                    if !self.failed(job, event, plugin, attempt, failure, &mut outcome).await {
                         return Progress::Abandoned;
                     }
                 }
             }
         }
-        job.pending = still;
-        match retry_in {
+        job.pending = outcome.still;
+        if !acks.is_empty() {
+            return Progress::Acking { acks, retry_in: outcome.retry_in };
+        }
+        match outcome.retry_in {
             Some(delay) => Progress::Retry(delay),
             // Its topic is no longer consumed: left uncommitted, for the plugin's return.
             None if removed && !live.subscribes(&job.record.topic) => Progress::Abandoned,
@@ -399,6 +482,90 @@ impl Lane {
         }
     }
 
+    /// The acknowledgements of an attempt's emitted events came back: a failed one fails that
+    /// plugin's attempt like any other failure.
+    async fn after_acks(
+        &self,
+        job: &mut Job,
+        outcomes: Vec<(Arc<Plugin>, u32, Result<usize, Failure>)>,
+        retry_in: Option<Duration>,
+    ) -> Progress {
+        let mut outcome = Outcome { still: std::mem::take(&mut job.pending), retry_in };
+        for (plugin, attempt, result) in outcomes {
+            match result {
+                Ok(emitted) => self.handled(job, &plugin, emitted),
+                Err(failure) => {
+                    self.shared
+                        .metrics
+                        .failed
+                        .with_label_values(&[&job.record.topic, &plugin.id, failure.reason()])
+                        .inc();
+                    let Ok(event) = &job.event else { continue };
+                    let event = event.clone();
+                    if !self.failed(job, &event, plugin, attempt, failure, &mut outcome).await {
+                        return Progress::Abandoned;
+                    }
+                }
+            }
+        }
+        job.pending = outcome.still;
+        match outcome.retry_in {
+            Some(delay) => Progress::Retry(delay),
+            None => Progress::Done,
+        }
+    }
+
+    /// Applies the retry policy to a failed attempt of `plugin`: again later (added to
+    /// `outcome`), or to the dead-letter topic. `false`: the dead-letter write was abandoned
+    /// (shutdown).
+    async fn failed(
+        &self,
+        job: &Job,
+        event: &Cloudevent,
+        plugin: Arc<Plugin>,
+        attempt: u32,
+        failure: Failure,
+        outcome: &mut Outcome,
+    ) -> bool {
+        let metrics = &self.shared.metrics;
+        let record = &job.record;
+        match plugin.retry.decide(&failure, attempt) {
+            Decision::Wait(delay) => {
+                metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                outcome.again(plugin, attempt, delay);
+            }
+            Decision::Retry(delay) => {
+                metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
+                tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
+                outcome.again(plugin, attempt + 1, delay);
+            }
+            Decision::DeadLetter(reason) => {
+                let error = failure.to_string();
+                let letter = Letter {
+                    reason,
+                    error: &error,
+                    plugin: Some((&plugin.id, &plugin.digest)),
+                    attempts: attempt,
+                };
+                if self.shared.dead_letters.write(&job.raw, &letter).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn handled(&self, job: &Job, plugin: &Plugin, emitted: usize) {
+        let metrics = &self.shared.metrics;
+        metrics.handled.with_label_values(&[&job.record.topic, &plugin.id]).inc();
+        if emitted > 0 {
+            plugin.series(metrics).emitted.inc_by(emitted as u64);
+        }
+    }
+
+    /// One call into `plugin`, with its metrics. Failures are counted here; successes once their
+    /// emitted events are acknowledged ([`Lane::handled`]).
     async fn call(
         &self,
         job: &Job,
@@ -406,11 +573,10 @@ impl Lane {
         plugin: &Plugin,
         attempt: u32,
         traceparent: Option<&str>,
-    ) -> Result<(), crate::plugin::Failure> {
+    ) -> Result<Emits, Failure> {
         let delivery = bindings::delivery(&job.record, attempt);
-        let topic = job.record.topic.as_str();
         let started = Instant::now();
-        let result = plugin.handle_traced(event, &delivery, traceparent).await;
+        let result = plugin.call(event, &delivery, traceparent).await;
         let metrics = &self.shared.metrics;
         let series = plugin.series(metrics);
         series.handler_duration.observe(started.elapsed().as_secs_f64());
@@ -428,19 +594,24 @@ impl Lane {
         if dropped > 0 {
             series.log_dropped.inc_by(dropped);
         }
-        match result {
-            Ok(emitted) => {
-                metrics.handled.with_label_values(&[topic, &plugin.id]).inc();
-                if emitted > 0 {
-                    series.emitted.inc_by(emitted as u64);
-                }
-                Ok(())
-            }
-            Err(failure) => {
-                metrics.failed.with_label_values(&[topic, &plugin.id, failure.reason()]).inc();
-                Err(failure)
-            }
+        if let Err(failure) = &result {
+            metrics.failed.with_label_values(&[&job.record.topic, &plugin.id, failure.reason()]).inc();
         }
+        result
+    }
+}
+
+/// The plugins of an attempt that must try again, and after how long.
+#[derive(Default)]
+struct Outcome {
+    still: Vec<(Arc<Plugin>, u32)>,
+    retry_in: Option<Duration>,
+}
+
+impl Outcome {
+    fn again(&mut self, plugin: Arc<Plugin>, attempt: u32, delay: Duration) {
+        self.retry_in = Some(self.retry_in.map_or(delay, |d| d.max(delay)));
+        self.still.push((plugin, attempt));
     }
 }
 

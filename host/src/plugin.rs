@@ -412,6 +412,17 @@ impl Plugin {
         delivery: &Delivery,
         traceparent: Option<&str>,
     ) -> Result<usize, Failure> {
+        self.call(event, delivery, traceparent).await?.acknowledged().await
+    }
+
+    /// Calls `handle` for one event; the events it emitted are on their way to the broker. The
+    /// event counts as handled once [`Emits::acknowledged`] says so.
+    pub async fn call(
+        &self,
+        event: &Cloudevent,
+        delivery: &Delivery,
+        traceparent: Option<&str>,
+    ) -> Result<Emits, Failure> {
         // Held until the instance is back in the pool or dropped: at most `max_instances` exist.
         let permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let pooled = self.pool.lock().expect("pool lock poisoned").pop();
@@ -424,7 +435,7 @@ impl Plugin {
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
-        let emitted = instance.store.data().quota.events();
+        let count = instance.store.data().quota.events();
         let returned = match result {
             // The instance trapped: drop it, its state cannot be trusted.
             Err(error) => return Err(Failure::from_call(error, self.limits.fuel)),
@@ -437,16 +448,38 @@ impl Plugin {
         }
         drop(permit);
         match returned {
-            Ok(()) => {}
+            Ok(()) => Ok(Emits { pending, count }),
             Err(HandleError::Retryable(e)) => {
-                return Err(Failure::Retryable {
-                    reason: e.reason,
-                    delay: e.delay_ms.map(Duration::from_millis),
-                });
+                Err(Failure::Retryable { reason: e.reason, delay: e.delay_ms.map(Duration::from_millis) })
             }
-            Err(HandleError::Permanent(reason)) => return Err(Failure::Permanent(reason)),
+            Err(HandleError::Permanent(reason)) => Err(Failure::Permanent(reason)),
         }
-        for delivery in pending {
+    }
+}
+
+/// The events one successful call emitted, on their way to the broker.
+#[must_use = "the event is handled only once its emitted events are acknowledged"]
+pub struct Emits {
+    pending: Vec<rdkafka::producer::DeliveryFuture>,
+    count: usize,
+}
+
+impl Emits {
+    /// Whether there is nothing to wait for (no events emitted, or none to Kafka).
+    pub fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// How many events the call emitted.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Waits until the broker acknowledged every emitted event; returns how many there were. A
+    /// refusal that retrying will not change is [`Failure::Emit`]; an unreachable cluster or a
+    /// timeout is [`Failure::EmitUnavailable`].
+    pub async fn acknowledged(self) -> Result<usize, Failure> {
+        for delivery in self.pending {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) if crate::kafka::refused_for_good(&error) => {
@@ -456,7 +489,7 @@ impl Plugin {
                 Err(_) => return Err(Failure::EmitUnavailable("the producer shut down".into())),
             }
         }
-        Ok(emitted)
+        Ok(self.count)
     }
 }
 

@@ -7,15 +7,18 @@
 //! - a plain rdkafka group consumer that reads every record and decodes nothing, with the consumer
 //!   properties Weft uses (the baseline), and with librdkafka's defaults;
 //! - `weft run` (the release binary, default configuration) with a WebAssembly handler that returns
-//!   at once, and one that parses the event's JSON data;
+//!   at once, one that parses the event's JSON data, and echo, which emits one event per input;
 //! - the same no-op run with 1 % of the events failing once (retried after 50 ms);
 //! - the same no-op run with the plugin hot-swapped to another version halfway through.
 //!
 //! Each consumer is its own process, so its CPU time and peak RSS are its own. Throughput and CPU
 //! are taken from the first event handled to the last (the group join is left out of both).
-//! Then `weft run` idles with 1, 10 and 100 plugins loaded, for the memory each plugin costs.
+//! Then latency at half echo's rate, on librdkafka's mock cluster (in process: the test broker's
+//! own delays would swamp it), and `weft run` idling with 1, 10 and 100 plugins loaded, for the
+//! memory each plugin costs.
 //!
 //! Run: `scripts/bench.sh` (starts the test broker, then `cargo bench -p weft --bench pipeline`).
+//! `WEFT_BENCH_LATENCY_RATE=<events/s>` runs only the latency part, at that rate.
 //! `WEFT_BENCH_PROFILE=<dir>` also records a `perf` profile of each `weft run` into `<dir>`.
 
 use std::collections::HashMap;
@@ -53,6 +56,11 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("raw-consumer") {
         return raw_consumer(&args[2], &args[3], args[4].parse().expect("event count"), &args[5]);
     }
+    if let Some(rate) = std::env::var("WEFT_BENCH_LATENCY_RATE").ok().and_then(|r| r.parse().ok()) {
+        // Only the latency part, at this rate.
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        return runtime.block_on(latency(rate));
+    }
     let events: u64 = std::env::var("WEFT_BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let topic = unique("bench");
@@ -82,6 +90,14 @@ fn main() {
     );
     runs.push(weft(&Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")])));
     runs.push(weft(&Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")])));
+    let output = format!("{topic}.out");
+    runtime.block_on(create_topic(&output, PARTITIONS));
+    runs.push(weft(&Scenario::new(
+        "weft, echo: emits 1 event per input",
+        &topic,
+        events,
+        &[("output-topic", &output)],
+    )));
     runs.push(weft(&Scenario {
         retry: true,
         ..Scenario::new("weft, no-op, 1 % fail once", &retry_topic, events, &[("noop", "1")])
@@ -91,6 +107,12 @@ fn main() {
         ..Scenario::new("weft, no-op, hot swap halfway", &topic, events, &[("noop", "1")])
     }));
     report(&runs);
+
+    // Latency on librdkafka's mock cluster (in process, no broker delay) at half the rate Weft
+    // reached above with echo.
+    let rate = (runs[4].rate() / 2.0).min(50_000.0) as u64;
+    println!("\nlatency at {rate} events/s on the mock cluster (produce → consumed)");
+    runtime.block_on(latency(rate));
 
     println!("\nmemory with plugins loaded (idle, echo.wasm copies)");
     let mut base = None;
@@ -122,6 +144,119 @@ fn report(runs: &[Run]) {
             run.note
         );
     }
+}
+
+/// Latency percentiles of a plain consumer reading the input topic (one hop), and of echo through
+/// Weft (input → handled → emitted → read from the output topic: two hops), at `rate` events/s.
+async fn latency(rate: u64) {
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let events = (rate * 5).max(1_000);
+    let report = |name: &str, mut ms: Vec<f64>| {
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+        println!(
+            "{name:<36} p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} events)",
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            ms.len()
+        );
+    };
+
+    mock.create_topic("plain", PARTITIONS, 1).unwrap();
+    let reader = latency_reader(&brokers, "plain");
+    let received = tokio::task::spawn_blocking(move || read_latencies(&reader, events));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    paced(&brokers, "plain", events, rate).await;
+    report("rdkafka consumer (one hop)", received.await.unwrap());
+
+    mock.create_topic("in", PARTITIONS, 1).unwrap();
+    mock.create_topic("out", PARTITIONS, 1).unwrap();
+    let dir = work_dir("latency");
+    std::fs::copy(ECHO_WASM, dir.join("echo.wasm")).unwrap();
+    let mut config = weft::Config::with_brokers(brokers.clone());
+    config.kafka.group_id = unique("bench-latency");
+    config.plugins.dir = dir.clone();
+    config.plugins.cache_dir = Some(std::env::temp_dir().join("weft-bench-cache"));
+    config.http.enabled = false;
+    // The mock cluster answers a fetch only when `fetch.wait.max.ms` runs out; the reader uses 5 ms.
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "5".into());
+    let settings = weft::config::PluginConfig {
+        config: [("topic", "in"), ("output-topic", "out")].map(|(k, v)| (k.into(), v.into())).into(),
+        ..Default::default()
+    };
+    config.plugin.insert("echo".into(), settings);
+    let host = weft::Host::start(config).await.expect("weft starts");
+    let reader = latency_reader(&brokers, "out");
+    let received = tokio::task::spawn_blocking(move || read_latencies(&reader, events));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    paced(&brokers, "in", events, rate).await;
+    report("weft, echo (two hops)", received.await.unwrap());
+    host.shutdown().await.expect("weft stops");
+}
+
+fn latency_reader(brokers: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("bench-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Reads `events` records whose value holds `{"data": {"sent_ns": …}}` or `{"sent_ns": …}` and
+/// returns how long after `sent_ns` each arrived, in ms.
+fn read_latencies(consumer: &BaseConsumer, events: u64) -> Vec<f64> {
+    let mut latencies = Vec::with_capacity(events as usize);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (latencies.len() as u64) < events && Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let now = now_ns();
+        let value: serde_json::Value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or_default();
+        let sent = value["data"]["sent_ns"].as_u64().or(value["sent_ns"].as_u64());
+        if let Some(sent) = sent {
+            latencies.push(now.saturating_sub(sent) as f64 / 1e6);
+        }
+    }
+    latencies
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Produces `events` small structured events at `rate` per second, each stamped with its send time.
+async fn paced(brokers: &str, topic: &str, events: u64, rate: u64) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    for n in 0..events {
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": format!("l-{n}"), "source": "/bench", "type": "com.example.bench",
+            "datacontenttype": "application/json", "data": { "sent_ns": now_ns() },
+        });
+        let value = serde_json::to_vec(&event).unwrap();
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "content-type",
+            value: Some("application/cloudevents+json"),
+        });
+        let key = format!("key-{}", n as usize % KEYS);
+        let record = rdkafka::producer::FutureRecord::to(topic).key(&key).headers(headers).payload(&value);
+        let _ = producer.send_result(record);
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).expect("flush");
 }
 
 /// Produces `events` structured CloudEvents to `topic`; every `fail_every`-th one (if not 0)

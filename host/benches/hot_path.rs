@@ -165,6 +165,37 @@ async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::De
     (sync, started.elapsed().as_secs_f64() * 1e6 / f64::from(N))
 }
 
+/// A record's headers and value, and its delivery.
+type Input<'a> = (&'a [(&'a str, Option<&'a [u8]>)], &'a [u8], &'a weft::plugin::Delivery);
+
+/// Per-event µs of decoding `value` and handing the event to `plugin`, or to a native Rust
+/// handler that returns at once or (`parse`) parses the data as JSON.
+async fn dispatch(plugin: Option<&Plugin>, parse: bool, (headers, value, delivery): Input<'_>) -> f64 {
+    let once = || async {
+        let (event, _) = decode(headers, Some(value)).unwrap();
+        match plugin {
+            Some(plugin) => {
+                plugin.handle(&event.into(), delivery).await.unwrap();
+            }
+            None if parse => {
+                let data = event.data.as_deref().unwrap_or_default();
+                std::hint::black_box(serde_json::from_slice::<serde_json::Value>(data).unwrap());
+            }
+            None => {
+                std::hint::black_box(event);
+            }
+        }
+    };
+    for _ in 0..1_000 {
+        once().await;
+    }
+    let started = Instant::now();
+    for _ in 0..100_000 {
+        once().await;
+    }
+    started.elapsed().as_secs_f64() * 1e6 / 100_000.0
+}
+
 fn main() {
     let data = format!(r#"{{"task_id":"task-42","user_id":"user-7","note":"{}"}}"#, "x".repeat(960));
     let structured = format!(
@@ -274,5 +305,27 @@ fn main() {
         let metered = Runtime::with_options(&RuntimeOptions { fuel: true, cache_dir: None }).unwrap();
         let fueled = load(metered, Limits { fuel: Some(100_000_000), ..limits }).await;
         report("plugin call, pooled, fuel metered", calls(fueled, 100_000).await, pooled, "pooled");
+
+        // Dispatch only (no Kafka): decode a structured 1 KiB event and hand it to a handler that
+        // returns at once or parses the data as JSON, in WebAssembly and as native Rust.
+        let parse_settings = PluginConfig {
+            config: [("parse".to_string(), "1".to_string())].into(),
+            ..PluginConfig::default()
+        };
+        let noop_settings = PluginConfig {
+            config: [("noop".to_string(), "1".to_string())].into(),
+            ..PluginConfig::default()
+        };
+        let parse = load_with(wasm.clone(), limits, parse_settings).await;
+        let noop = load_with(wasm.clone(), limits, noop_settings).await;
+        let input = (&structured_headers[..], structured.as_bytes(), &delivery);
+        let native_noop = dispatch(None, false, input).await;
+        let native_parse = dispatch(None, true, input).await;
+        let wasm_noop = dispatch(Some(&noop), false, input).await;
+        let wasm_parse = dispatch(Some(&parse), true, input).await;
+        report("dispatch: decode + native no-op", native_noop, native_noop, "native");
+        report("dispatch: decode + WASM no-op", wasm_noop, native_noop, "native");
+        report("dispatch: decode + native JSON parse", native_parse, native_parse, "native");
+        report("dispatch: decode + WASM JSON parse", wasm_parse, native_parse, "native");
     });
 }

@@ -1,6 +1,7 @@
-//! Faults seen from the command line, with the real `weft` binary: a plugin that sleeps in a WASI
-//! call is stopped at the default deadline (`weft invoke`), and with `--log-format json` every line
-//! the process writes to stderr is JSON, a guest panic message included.
+//! `weft invoke` with the real `weft` binary: exit codes per outcome, records given as key,
+//! partition, attempt and binary-mode headers, the full dump of emitted events, the subscription
+//! note; a plugin that sleeps in a WASI call is stopped at the default deadline, and with
+//! `--log-format json` every line the process writes to stderr is JSON, a guest panic included.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ fn a_sleeping_plugin_is_stopped_at_the_default_deadline() {
     let (output, took) = invoke(&[], &event);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(5), "stopped by the sandbox\nstdout: {stdout}\nstderr: {stderr}");
     assert!(format!("{stdout}{stderr}").contains("timeout"), "stdout: {stdout}\nstderr: {stderr}");
     // The default deadline is 5 s; one epoch tick and process start-up on top, never the 20 s sleep.
     assert!(took < Duration::from_secs(8), "weft invoke took {took:?}");
@@ -59,4 +60,109 @@ fn with_json_logs_every_stderr_line_is_json_even_a_guest_panic() {
         }
     }
     assert!(panic_lines >= 1, "the guest's panic message is missing from the log:\n{stderr}");
+}
+
+/// Runs `weft invoke` on echo with `args` after the plugin and the event; returns the exit code and
+/// the JSON report.
+fn invoke_json(event: &std::path::Path, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("invoke")
+        .arg(ECHO_WASM)
+        .arg("--event")
+        .arg(event)
+        .args(args)
+        .arg("--json")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("running weft");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)));
+    (output.status.code(), report)
+}
+
+#[test]
+fn invoke_exit_codes_tell_handled_retryable_permanent_and_stopped_apart() {
+    let cases = [
+        (vec![], 0, "handled"),
+        (vec![("failmode", "retryable"), ("faildelayms", "2500")], 3, "retryable"),
+        (vec![("failmode", "permanent")], 4, "permanent"),
+        (vec![("failmode", "trap")], 5, "stopped"),
+        (vec![("failmode", "alloc")], 5, "stopped"),
+    ];
+    for (extensions, code, outcome) in cases {
+        let (exit, report) = invoke_json(&event_file(&extensions), &["--topic", "weft-echo-in"]);
+        assert_eq!(exit, Some(code), "{extensions:?}: {report}");
+        assert_eq!(report["outcome"], outcome, "{report}");
+        assert_eq!(report["exit_code"], code, "{report}");
+    }
+    let (_, retryable) =
+        invoke_json(&event_file(&[("failmode", "retryable"), ("faildelayms", "2500")]), &["--attempt", "2"]);
+    assert_eq!(retryable["delay_hint_ms"], 2500, "{retryable}");
+    assert_eq!(retryable["decision"]["retry"]["attempt"], 3, "{retryable}");
+    let (_, permanent) = invoke_json(&event_file(&[("failmode", "permanent")]), &[]);
+    assert_eq!(permanent["decision"]["dead_letter"]["reason"], "permanent_error", "{permanent}");
+}
+
+#[test]
+fn invoke_takes_a_binary_mode_record_with_key_partition_and_attempt_and_dumps_what_was_emitted() {
+    let data = std::env::temp_dir().join(format!("{}.json", unique("weft-data")));
+    std::fs::write(&data, br#"{"title":"write docs"}"#).unwrap();
+    let headers = [
+        "ce_specversion=1.0",
+        "ce_id=b-7",
+        "ce_source=/todo",
+        "ce_type=com.example.task.created",
+        "ce_subject=task-7",
+        "content-type=application/json",
+        "x-tenant=acme",
+    ];
+    let mut args: Vec<&str> = headers.iter().flat_map(|h| ["--header", h]).collect();
+    args.extend([
+        "--topic",
+        "weft-echo-in",
+        "--key",
+        "user-7",
+        "--partition",
+        "4",
+        "--offset",
+        "99",
+        "--attempt",
+        "2",
+    ]);
+    let (exit, report) = invoke_json(&data, &args);
+    assert_eq!(exit, Some(0), "{report}");
+    assert_eq!(report["matches_subscriptions"], true, "{report}");
+    let emitted = &report["emitted"][0];
+    assert_eq!(emitted["topic"], "weft-echo-in.out");
+    assert_eq!(emitted["key"], "user-7", "the key reached the plugin and came back");
+    let event = &emitted["event"];
+    for (name, value) in [
+        ("id", "b-7"),
+        ("source", "weft-test/echo"),
+        ("type", "weft.test.echoed"),
+        ("subject", "com.example.task.created"),
+        ("datacontenttype", "application/json"),
+        ("inpartition", "4"),
+        ("inoffset", "99"),
+        ("attempt", "2"),
+        ("data", r#"{"title":"write docs"}"#),
+    ] {
+        assert_eq!(event[name], value, "{name} in {event}");
+    }
+}
+
+#[test]
+fn invoke_says_when_the_plugin_would_not_receive_the_event() {
+    let event = event_file(&[]);
+    let (exit, report) = invoke_json(&event, &["--topic", "somewhere-else"]);
+    assert_eq!(exit, Some(0), "the plugin is still called: {report}");
+    assert_eq!(report["matches_subscriptions"], false, "{report}");
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["invoke", ECHO_WASM, "--topic", "somewhere-else", "--event"])
+        .arg(&event)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("would not deliver it: topic weft-echo-in"), "{text}");
 }

@@ -49,19 +49,41 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// Call a plugin with one event (structured-mode JSON file), without Kafka.
+    /// Call a plugin with one event, without Kafka. Exit code: 0 handled, 3 retryable, 4 permanent,
+    /// 5 stopped by the sandbox (trap, timeout, memory or fuel limit), 1 the plugin or the event
+    /// could not be read.
     Invoke {
         /// The component file.
         plugin: PathBuf,
-        /// The CloudEvent, as JSON.
+        /// The event: a structured-mode CloudEvent (JSON); with `--header`, the record's value
+        /// as it stands (binary mode). `-` reads standard input.
         #[arg(long)]
         event: PathBuf,
-        /// The topic the event pretends to come from.
+        /// A record header, `name=value` (repeatable). Any header makes the record binary mode:
+        /// give the `ce_*` attributes and `content-type` this way.
+        #[arg(long = "header", value_parser = parse_key_value)]
+        headers: Vec<(String, String)>,
+        /// The topic the record pretends to come from.
         #[arg(long, default_value = "weft-invoke")]
         topic: String,
+        /// The record key.
+        #[arg(long)]
+        key: Option<String>,
+        /// The partition.
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// The offset.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        /// The attempt number the plugin sees (retries start at 2).
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
         /// `key=value` pairs the plugin reads with config-get.
         #[arg(long = "set", value_parser = parse_key_value)]
         settings: Vec<(String, String)>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -198,32 +220,45 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             });
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Invoke { plugin, event, topic, settings } => {
-            let json = std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
+        Command::Invoke {
+            plugin,
+            event,
+            headers,
+            topic,
+            key,
+            partition,
+            offset,
+            attempt,
+            settings,
+            json,
+        } => {
+            let value = if event.as_os_str() == "-" {
+                let mut value = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut value)
+                    .context("reading standard input")?;
+                value
+            } else {
+                std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?
+            };
+            anyhow::ensure!(attempt >= 1, "--attempt starts at 1");
+            let record = weft::invoke::InvokeRecord {
+                topic,
+                partition,
+                offset,
+                key: key.map(String::into_bytes),
+                attempt,
+                headers: headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+                value,
+            };
             let settings = PluginConfig { config: settings.into_iter().collect(), ..PluginConfig::default() };
-            let invocation = weft::invoke::invoke(&plugin, &json, &topic, &settings).await?;
-            for emitted in &invocation.emitted {
-                let key = emitted.key.as_deref().map(String::from_utf8_lossy);
-                let data = emitted.event.data.as_deref().map(String::from_utf8_lossy);
-                println!(
-                    "emitted to {} key={} id={} type={} data={}",
-                    emitted.topic,
-                    key.as_deref().unwrap_or("-"),
-                    emitted.event.id,
-                    emitted.event.ty,
-                    data.as_deref().unwrap_or("-")
-                );
+            let limits = weft::plugin::Limits::from_config(&Config::with_brokers("unused:9092"));
+            let invocation = weft::invoke::invoke_record(&plugin, &record, &settings, limits).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&invocation.to_json(&record))?);
+            } else {
+                print!("{}", invocation.report(&record));
             }
-            return Ok(match invocation.outcome {
-                Ok(_) => {
-                    println!("handled");
-                    ExitCode::SUCCESS
-                }
-                Err(failure) => {
-                    println!("failed ({}): {failure}", failure.reason());
-                    ExitCode::from(2)
-                }
-            });
+            return Ok(ExitCode::from(invocation.exit_code()));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -72,3 +72,32 @@ impl From<Subscription> for SubscriptionSpec {
         Self { topic: s.topic, types: s.types, sources: s.sources }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Rust SDK (`plugins/weft-plugin`) carries its own copy of the WIT so that it works
+    /// outside this repository; it must be the world the host implements, file for file.
+    #[test]
+    fn the_sdk_carries_the_same_wit_as_the_host() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let files = |dir: &str| -> Vec<(String, String)> {
+            let mut files: Vec<(String, String)> = std::fs::read_dir(root.join(dir))
+                .unwrap_or_else(|e| panic!("{dir}: {e}"))
+                .map(|entry| {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read_to_string(&path).unwrap())
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let host = files("wit");
+        let sdk = files("plugins/weft-plugin/wit");
+        let names = |files: &[(String, String)]| files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&host), names(&sdk), "copy wit/ to plugins/weft-plugin/wit/");
+        for ((name, host), (_, sdk)) in host.iter().zip(&sdk) {
+            assert!(host == sdk, "plugins/weft-plugin/wit/{name} differs from wit/{name}: copy wit/ over it");
+        }
+    }
+}

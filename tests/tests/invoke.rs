@@ -39,7 +39,7 @@ async fn audit_emits_one_record_per_task_event_with_trace_context() {
     assert_eq!(audit.topic, "audit-log");
     assert_eq!(audit.key.as_deref(), Some(b"user-7".as_slice()));
     assert_eq!(audit.event.ty, "com.example.audit.recorded");
-    assert_eq!(audit.event.id, "audit-7f3c1a52-6f0e-4f43-9a39-5c1d8e2b9a10");
+    assert_eq!(audit.event.id, "7f3c1a52-6f0e-4f43-9a39-5c1d8e2b9a10-audit");
     // The host continues the input's trace: same trace id and flags, the handler call's span id.
     let traceparent = audit.event.extension("traceparent").expect("traceparent added by the host");
     assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");

@@ -1,4 +1,4 @@
-//! Audit trail for the Todo app's `task-events` topic.
+//! Audit trail for the Todo app's `task-events` topic, written with the `weft-plugin` SDK.
 //!
 //! For every `com.example.task.created|updated|completed|deleted` event it emits one
 //! `com.example.audit.recorded` event to the `audit-log` topic (override with the `output-topic`
@@ -8,11 +8,8 @@
 //! Build: `cargo build --release --target wasm32-wasip2 -p audit`, then copy
 //! `target/wasm32-wasip2/release/audit.wasm` into Weft's plugins directory.
 
-wit_bindgen::generate!({ path: "../../wit", world: "handler" });
-
 use serde::{Deserialize, Serialize};
-use weft::handler::host::{self, LogLevel};
-use weft::handler::types::{RetryableError, Subscription};
+use weft_plugin::{Delivery, Event, Handler, Info, Result, Subscription};
 
 const TYPE_PREFIX: &str = "com.example.task.";
 
@@ -37,26 +34,17 @@ struct AuditRecord<'a> {
 
 struct Audit;
 
-impl Guest for Audit {
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "audit".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Writes an audit record for every Todo task event".into(),
-            subscriptions: vec![Subscription {
-                topic: "task-events".into(),
-                types: vec![format!("{TYPE_PREFIX}*")],
-                sources: vec![],
-            }],
-        }
+impl Handler for Audit {
+    fn describe() -> Info {
+        Info::new("audit", env!("CARGO_PKG_VERSION"))
+            .description("Writes an audit record for every Todo task event")
+            .subscribe(Subscription::topic("task-events").types([format!("{TYPE_PREFIX}*")]))
     }
 
-    fn handle(event: Cloudevent, delivery: Delivery) -> Result<(), HandleError> {
-        let action = event.type_.strip_prefix(TYPE_PREFIX).unwrap_or(&event.type_);
-        let data = event.data.as_deref().unwrap_or_default();
-        let task: TaskData = serde_json::from_slice(data).map_err(|e| {
-            HandleError::Permanent(format!("event {} has no task_id/user_id in its data: {e}", event.id))
-        })?;
+    fn handle(event: Event, delivery: Delivery) -> Result {
+        let action = event.ty.strip_prefix(TYPE_PREFIX).unwrap_or(&event.ty);
+        // Data without task_id/user_id can never be audited: a permanent error (dead-lettered).
+        let task: TaskData = event.json_data()?;
         let record = AuditRecord {
             action,
             task_id: &task.task_id,
@@ -67,29 +55,16 @@ impl Guest for Audit {
             partition: delivery.partition,
             offset: delivery.offset,
         };
-        let audit = Cloudevent {
-            id: format!("audit-{}", event.id),
-            source: "weft/audit".into(),
-            type_: "com.example.audit.recorded".into(),
-            specversion: "1.0".into(),
-            datacontenttype: Some("application/json".into()),
-            dataschema: None,
-            subject: Some(format!("/tasks/{}", task.task_id)),
-            time: event.time.clone(),
-            // The host adds the handler's `traceparent`, continuing the input's trace.
-            extensions: vec![],
-            data: Some(serde_json::to_vec(&record).expect("audit record serializes")),
-        };
-        let topic = host::config_get("output-topic").unwrap_or_else(|| "audit-log".into());
-        host::emit(&topic, &audit, Some(task.user_id.as_bytes())).map_err(|e| {
-            HandleError::Retryable(RetryableError {
-                reason: format!("could not emit the audit record: {e:?}"),
-                delay_ms: None,
-            })
-        })?;
-        host::log(LogLevel::Debug, &format!("audited {action} of task {}", task.task_id));
+        // `audit-<input id>`: a retried or redelivered input emits the same id.
+        let audit = Event::derived(&event, "audit", "weft/audit", "com.example.audit.recorded")
+            .subject(format!("/tasks/{}", task.task_id))
+            .json(&record)?;
+        let topic = weft_plugin::config("output-topic").unwrap_or_else(|| "audit-log".into());
+        // A producer that cannot take the event now is retryable; a refusal is permanent.
+        weft_plugin::emit(&topic, &audit, Some(task.user_id.as_bytes()))?;
+        weft_plugin::debug!("audited {action} of task {}", task.task_id);
         Ok(())
     }
 }
 
-export!(Audit);
+weft_plugin::export!(Audit);

@@ -46,6 +46,7 @@ pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod runtime;
+pub mod scaffold;
 pub mod tasks;
 pub mod telemetry;
 pub mod trace;

@@ -44,6 +44,11 @@ enum Command {
         /// The component file.
         plugin: PathBuf,
     },
+    /// Create a plugin project.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Inspect or replay a dead-letter topic.
     Dlq {
         #[command(subcommand)]
@@ -84,6 +89,22 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a handler project: source, the WIT, a sample event and a test that builds it and
+    /// runs it through `weft invoke`. Prints the build command.
+    New {
+        /// The plugin's id, which becomes its file name (`<name>.wasm`) and configuration key.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: weft::scaffold::Lang,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -210,6 +231,17 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             );
         }
         Command::Dlq { command } => return dlq(command).await,
+        Command::Plugin { command: PluginCommand::New { name, lang, dir } } => {
+            let project = weft::scaffold::create(&name, lang, &dir)?;
+            let shown = project.dir.display();
+            println!("created {shown}");
+            println!("build:  cd {shown} && {}", project.build);
+            println!(
+                "try:    weft invoke {shown}/{name}.wasm --event {shown}/events/sample.json --topic {name}-in"
+            );
+            println!("test:   {shown}/test.sh");
+            println!("deploy: cp {shown}/{name}.wasm <weft plugins directory>/");
+        }
         Command::Check { plugin } => {
             let loaded = weft::invoke::check(&plugin, &PluginConfig::default()).await?;
             let report = serde_json::json!({

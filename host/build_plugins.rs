@@ -16,7 +16,7 @@ fn build_plugins_with(packages: &[&str], feature: Option<&str>) -> Vec<std::path
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     let plugins = manifest_dir.join("../plugins");
-    for path in ["Cargo.toml", "Cargo.lock", "audit", "echo", "sandbox", "weft-plugin", "wrong-world"] {
+    for path in ["Cargo.toml", "Cargo.lock", "audit", "conformance", "echo", "sandbox", "weft-plugin", "wrong-world"] {
         println!("cargo:rerun-if-changed={}", plugins.join(path).display());
     }
     println!("cargo:rerun-if-changed={}", manifest_dir.join("../wit").display());

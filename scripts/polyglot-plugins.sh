@@ -4,6 +4,11 @@
 #   plugins/*-js   JavaScript, componentize-js from npm (package-lock.json)
 #   plugins/*-py   Python, componentize-py from PyPI (requirements.txt), in a virtualenv under
 #                  $XDG_CACHE_HOME/weft (default ~/.cache/weft)
+#   plugins/conformance/{js,python,c}   the conformance handler, as conformance-js.wasm,
+#                  conformance-python.wasm and conformance-c.wasm. C is built with wit-bindgen's C
+#                  generator (crates.io, installed into ~/.cargo/bin), Debian's clang 19, lld and
+#                  wasi-libc (installed with apt-get when missing) and rustup's wasm-component-ld,
+#                  which links the component with the WASI preview1 reactor adapter.
 #
 #   scripts/polyglot-plugins.sh [OUT_DIR]   default: $CARGO_TARGET_DIR/polyglot-plugins or target/polyglot-plugins
 #
@@ -11,6 +16,7 @@
 # whose sources and the WIT did not change since its last build is not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
 out=${1:-${CARGO_TARGET_DIR:-$PWD/target}/polyglot-plugins}
 mkdir -p "$out"
@@ -20,8 +26,9 @@ fresh() { # fresh WASM DIR: WASM exists and nothing in DIR or wit/ is newer
     [ -f "$1" ] && [ -z "$(find "$2" wit -newer "$1" -type f -not -path '*/node_modules/*' -not -path '*/__pycache__/*' | head -1)" ]
 }
 
-for dir in plugins/*-js; do
-    wasm="$out/$(basename "$dir" -js).wasm"
+js_wasm() { case "$1" in plugins/conformance/js) echo conformance-js ;; *) basename "$1" -js ;; esac; }
+for dir in plugins/*-js plugins/conformance/js; do
+    wasm="$out/$(js_wasm "$dir").wasm"
     fresh "$wasm" "$dir" && continue
     command -v node >/dev/null || { echo "Node.js 18 or newer is needed to build $dir" >&2; exit 1; }
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2)
@@ -29,15 +36,41 @@ for dir in plugins/*-js; do
 done
 
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/weft/componentize-py"
-for dir in plugins/*-py; do
-    wasm="$out/$(basename "$dir" -py).wasm"
+py_wasm() { case "$1" in plugins/conformance/python) echo conformance-python ;; *) basename "$1" -py ;; esac; }
+for dir in plugins/*-py plugins/conformance/python; do
+    wasm="$out/$(py_wasm "$dir").wasm"
     fresh "$wasm" "$dir" && continue
     if ! cmp -s "$dir/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
         python3 -m venv "$venv" >&2
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$dir/requirements.txt" >&2
         cp "$dir/requirements.txt" "$venv/requirements.txt"
     fi
-    (cd "$dir" && "$venv/bin/componentize-py" -d ../../wit -w handler componentize app -o "$wasm" >&2)
+    (cd "$dir" && "$venv/bin/componentize-py" -d "$root/wit" -w handler componentize app -o "$wasm" >&2)
     echo "wrote $wasm" >&2
 done
+wit_bindgen_version=0.61.1
+c_toolchain() {
+    if ! command -v clang-19 >/dev/null || [ ! -d /usr/include/wasm32-wasi ] \
+        || [ ! -f /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a ]; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc; } >&2
+    fi
+    if [ "$(wit-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wit_bindgen_version" ]; then
+        cargo install --locked --quiet wit-bindgen-cli --version "$wit_bindgen_version" >&2
+    fi
+}
+
+dir=plugins/conformance/c
+wasm="$out/conformance-c.wasm"
+if ! fresh "$wasm" "$dir"; then
+    c_toolchain
+    linker="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/wasm-component-ld"
+    generated=$(mktemp -d)
+    wit-bindgen c wit --world handler --out-dir "$generated" >&2
+    clang-19 --target=wasm32-wasi -O2 -Wall -Werror -mexec-model=reactor -I"$generated" \
+        -fuse-ld="$linker" -Wl,--wasi-adapter=reactor -o "$wasm" \
+        "$dir/conformance.c" "$generated/handler.c" "$generated/handler_component_type.o" >&2
+    rm -rf "$generated"
+    echo "wrote $wasm" >&2
+fi
 echo "$out"

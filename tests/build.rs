@@ -4,7 +4,7 @@
 include!("../host/build_plugins.rs");
 
 fn main() {
-    let packages = ["echo", "wrong-world", "audit", "sandbox"];
+    let packages = ["echo", "wrong-world", "audit", "sandbox", "conformance-rust"];
     let paths = build_plugins(&packages);
     let mut constants = String::new();
     for (package, path) in packages.iter().zip(paths) {

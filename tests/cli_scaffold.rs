@@ -1,7 +1,8 @@
 //! `weft plugin new` from a clean directory, for every language: the project it writes builds
 //! with its own printed command (through the project's `test.sh`), passes `weft check`, and handles
-//! its sample event under `weft invoke`. Needs cargo with the wasm32-wasip2 target, Node.js with npm
-//! and Python 3 (scripts/test.sh has them).
+//! its sample event under `weft invoke`. Needs cargo with the wasm32-wasip2 target, Node.js with npm,
+//! Python 3, and for C clang 19 with wasi-libc and wit-bindgen (scripts/test.sh has them all: its
+//! scripts/polyglot-plugins.sh installs the C toolchain).
 
 use std::process::Command;
 
@@ -58,4 +59,9 @@ fn a_javascript_project_builds_and_handles_its_sample() {
 #[test]
 fn a_python_project_builds_and_handles_its_sample() {
     scaffold_builds_and_handles_its_sample("python");
+}
+
+#[test]
+fn a_c_project_builds_and_handles_its_sample() {
+    scaffold_builds_and_handles_its_sample("c");
 }

@@ -15,6 +15,8 @@ pub enum Lang {
     Js,
     /// Python, built with componentize-py from PyPI.
     Python,
+    /// C, with wit-bindgen's C generator, clang and wasi-libc, linked by wasm-component-ld.
+    C,
 }
 
 const WIT: [(&str, &str); 3] = [
@@ -31,6 +33,8 @@ pub const PREVIEW2_SHIM: &str = "0.25.0";
 pub const COMPONENTIZE_PY: &str = "0.25.1";
 /// See [`COMPONENTIZE_JS`].
 pub const WIT_BINDGEN: &str = "0.61";
+/// The `wit-bindgen` command line tool C projects generate their bindings with.
+pub const WIT_BINDGEN_CLI: &str = "0.61.1";
 
 /// What was written, and how to build it.
 #[derive(Debug)]
@@ -69,11 +73,17 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
             "Python 3.10 or newer",
             "app.py",
         ),
+        Lang::C => (
+            "./build.sh".to_string(),
+            "clang 16 or newer with wasi-libc, wit-bindgen and Rust's wasm-component-ld: see build.sh",
+            "handler.c",
+        ),
     };
     let lang_name = match lang {
         Lang::Rust => "Rust",
         Lang::Js => "JavaScript",
         Lang::Python => "Python",
+        Lang::C => "C",
     };
     let fill = |template: &str| {
         template
@@ -88,16 +98,17 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
             .replace("{{componentize_js}}", COMPONENTIZE_JS)
             .replace("{{preview2_shim}}", PREVIEW2_SHIM)
             .replace("{{componentize_py}}", COMPONENTIZE_PY)
+            .replace("{{wit_bindgen_cli}}", WIT_BINDGEN_CLI)
     };
     let mut files: Vec<(PathBuf, String)> = vec![
         ("README.md".into(), fill(include_str!("../templates/common/README.md"))),
         ("test.sh".into(), fill(include_str!("../templates/common/test.sh"))),
         ("events/sample.json".into(), fill(include_str!("../templates/common/sample.json"))),
-        (".gitignore".into(), "*.wasm\ntarget/\nnode_modules/\n.venv/\n__pycache__/\n".into()),
+        (".gitignore".into(), "*.wasm\ntarget/\nnode_modules/\n.venv/\n__pycache__/\nbindings/\n".into()),
     ];
     let wit_dir = match lang {
         Lang::Rust => "weft-plugin/wit",
-        Lang::Js | Lang::Python => "wit",
+        Lang::Js | Lang::Python | Lang::C => "wit",
     };
     files.extend(WIT.iter().map(|(file, text)| (Path::new(wit_dir).join(file), text.to_string())));
     match lang {
@@ -119,6 +130,10 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
             ("requirements.txt".into(), fill(include_str!("../templates/python/requirements.txt"))),
             ("app.py".into(), fill(include_str!("../templates/python/app.py"))),
         ]),
+        Lang::C => files.extend([
+            ("handler.c".into(), fill(include_str!("../templates/c/handler.c"))),
+            ("build.sh".into(), fill(include_str!("../templates/c/build.sh"))),
+        ]),
     }
     for (path, text) in files {
         let path = dir.join(path);
@@ -128,6 +143,9 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     make_executable(&dir.join("test.sh"))?;
+    if lang == Lang::C {
+        make_executable(&dir.join("build.sh"))?;
+    }
     Ok(Project { dir, build })
 }
 
@@ -175,6 +193,8 @@ mod tests {
         assert_eq!(py.trim(), format!("componentize-py=={COMPONENTIZE_PY}"));
         let rust = read("plugins/Cargo.toml");
         assert!(rust.contains(&format!("wit-bindgen = \"{WIT_BINDGEN}\"")), "{rust}");
+        let c = read("scripts/polyglot-plugins.sh");
+        assert!(c.contains(&format!("wit_bindgen_version={WIT_BINDGEN_CLI}")), "{c}");
     }
 
     #[test]
@@ -191,7 +211,7 @@ mod tests {
     fn a_project_has_its_files_and_no_placeholders_left() {
         let parent = std::env::temp_dir().join(format!("weft-scaffold-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&parent);
-        for lang in [Lang::Rust, Lang::Js, Lang::Python] {
+        for lang in [Lang::Rust, Lang::Js, Lang::Python, Lang::C] {
             let name = format!("order-saga-{lang:?}").to_lowercase();
             let project = create(&name, lang, &parent).unwrap();
             let mut stack = vec![project.dir.clone()];

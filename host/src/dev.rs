@@ -1,7 +1,9 @@
 //! `weft dev`: everything on one machine with no setup. It starts librdkafka's in-process mock
 //! cluster (development only: nothing is persisted, nothing is reachable from other machines), loads
-//! the plugins (the bundled `audit` example unless a directory is given), produces a stream of Todo
-//! `task-events` in both CloudEvents binding modes, and prints what flows until Ctrl-C.
+//! the plugins (the bundled `audit` example unless a directory is given) and feeds them until
+//! Ctrl-C: the bundled example gets a stream of Todo `task-events` in both CloudEvents binding
+//! modes; plugins from a directory get, on each topic they subscribe to, the events of an
+//! `--events` file that match their subscriptions, or sample events made to match them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +35,11 @@ pub struct DevOptions {
     pub plugins_dir: Option<PathBuf>,
     /// Sample events produced per second.
     pub rate: u32,
+    /// Structured-mode CloudEvents (one object, an array, or one per line) to feed the plugins
+    /// instead of made-up samples.
+    pub events: Option<PathBuf>,
+    /// Where to serve /metrics and the health endpoints (default `127.0.0.1:9464`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// What a `weft dev` session did.
@@ -40,9 +47,9 @@ pub struct DevOptions {
 pub struct DevSummary {
     /// Sample events produced.
     pub produced: u64,
-    /// Events the audit plugin handled.
+    /// Events the plugins handled.
     pub handled: u64,
-    /// Audit records it emitted.
+    /// Events they emitted.
     pub emitted: u64,
 }
 
@@ -51,6 +58,10 @@ pub async fn run(
     options: DevOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<DevSummary> {
+    let samples = match &options.events {
+        Some(path) => read_events(path)?,
+        None => Vec::new(),
+    };
     let (mock, brokers) = match &options.brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
@@ -75,9 +86,27 @@ pub async fn run(
     let mut config = Config::with_brokers(&brokers);
     config.kafka.group_id = "weft-dev".into();
     config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
+    // The plugins' topics are created once they are loaded: notice them within a second.
+    config.kafka.properties.insert("topic.metadata.refresh.interval.ms".into(), "1000".into());
+    let bundled = options.plugins_dir.is_none();
+    if let Some(listen) = options.listen {
+        config.http.listen = listen;
+    }
     config.plugins.dir = plugins_dir;
 
     let host = Host::start(config).await?;
+    let mut feed = if bundled {
+        Feed::Todo
+    } else {
+        let feed = Feed::for_plugins(&host, samples)?;
+        if let (Some(mock), Feed::Plugins { topics, .. }) = (&mock, &feed) {
+            for topic in topics.iter().flat_map(|t| [t.clone(), format!("{t}.dlq")]) {
+                // Already there is fine.
+                let _ = mock.create_topic(&topic, 3, 1);
+            }
+        }
+        feed
+    };
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -99,8 +128,8 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {
-                let (key, headers, value) = sample(produced);
-                let record = FutureRecord::to(TASK_TOPIC).key(&key).headers(headers).payload(&value);
+                let (topic, key, headers, value) = feed.next(produced);
+                let record = FutureRecord::to(&topic).key(&key).headers(headers).payload(&value);
                 if let Err((error, _)) = producer.send_result(record) {
                     tracing::warn!(%error, "sample event not produced");
                 } else {
@@ -112,13 +141,8 @@ pub async fn run(
                 println!("audit-log  {text}");
             }
             _ = report.tick() => {
-                let m = host.metrics();
-                println!(
-                    "produced {produced}  handled {}  failed {}  emitted audit records {}",
-                    m.handled.with_label_values(&[TASK_TOPIC, "audit"]).get(),
-                    sum_failed(m),
-                    m.emitted.with_label_values(&["audit"]).get(),
-                );
+                let (handled, failed, emitted) = totals(&host);
+                println!("produced {produced}  handled {handled}  failed {failed}  emitted {emitted}");
             }
         }
     }
@@ -128,21 +152,139 @@ pub async fn run(
         drop((producer, audit));
     })
     .await?;
-    let summary = DevSummary {
-        produced,
-        handled: host.metrics().handled.with_label_values(&[TASK_TOPIC, "audit"]).get(),
-        emitted: host.metrics().emitted.with_label_values(&["audit"]).get(),
-    };
+    let (handled, _, emitted) = totals(&host);
+    let summary = DevSummary { produced, handled, emitted };
     host.shutdown().await?;
     drop(mock);
     Ok(summary)
 }
 
-fn sum_failed(m: &crate::metrics::Metrics) -> u64 {
-    ["retryable_error", "permanent_error", "trap", "timeout", "emit_failed"]
-        .iter()
-        .map(|r| m.failed.with_label_values(&[TASK_TOPIC, "audit", r]).get())
-        .sum()
+/// Events handled, failed attempts and events emitted, over every plugin and topic so far.
+fn totals(host: &Host) -> (u64, u64, u64) {
+    let mut sums = (0.0, 0.0, 0.0);
+    for family in host.metrics().registry.gather() {
+        let total: f64 = family.get_metric().iter().map(|m| m.get_counter().get_value()).sum();
+        match family.name() {
+            "weft_events_handled_total" => sums.0 = total,
+            "weft_events_failed_total" => sums.1 = total,
+            "weft_events_emitted_total" => sums.2 = total,
+            _ => {}
+        }
+    }
+    (sums.0 as u64, sums.1 as u64, sums.2 as u64)
+}
+
+/// What `weft dev` produces.
+enum Feed {
+    /// The Todo sample stream, for the bundled example.
+    Todo,
+    /// For plugins from a directory: `(topic, event)` pairs, taken in turn.
+    Plugins { topics: Vec<String>, events: Vec<(String, serde_json::Value)> },
+}
+
+impl Feed {
+    /// Events for every subscription of the loaded plugins: those of `samples` that match it, or
+    /// one made to match it when none does.
+    fn for_plugins(host: &Host, samples: Vec<serde_json::Value>) -> anyhow::Result<Self> {
+        let mut topics = Vec::new();
+        let mut events = Vec::new();
+        for plugin in host.plugins() {
+            for subscription in &plugin.subscriptions {
+                if !topics.contains(&subscription.topic) {
+                    topics.push(subscription.topic.clone());
+                }
+                let matching: Vec<_> = samples
+                    .iter()
+                    .filter(|sample| {
+                        let json = serde_json::to_vec(sample).unwrap_or_default();
+                        let structured: &[u8] = b"application/cloudevents+json";
+                        crate::decode::decode(&[("content-type", Some(structured))], Some(&json))
+                            .is_ok_and(|(event, _)| subscription.matches(&event))
+                    })
+                    .cloned()
+                    .collect();
+                if matching.is_empty() {
+                    if !samples.is_empty() {
+                        tracing::warn!(plugin = %plugin.id, topic = %subscription.topic, "no event of --events matches this subscription; sending made-up ones");
+                    }
+                    events.push((subscription.topic.clone(), made_up(subscription)));
+                } else {
+                    events.extend(matching.into_iter().map(|e| (subscription.topic.clone(), e)));
+                }
+            }
+        }
+        anyhow::ensure!(
+            !topics.is_empty(),
+            "no plugin is loaded, or none subscribes to anything: nothing to feed"
+        );
+        tracing::info!(topics = %topics.join(","), "feeding the plugins' topics");
+        Ok(Feed::Plugins { topics, events })
+    }
+
+    /// The `n`th record: topic, key, headers, value.
+    fn next(&mut self, n: u64) -> (String, String, OwnedHeaders, Vec<u8>) {
+        match self {
+            Feed::Todo => {
+                let (key, headers, value) = sample(n);
+                (TASK_TOPIC.to_string(), key, headers, value)
+            }
+            Feed::Plugins { events, .. } => {
+                let (topic, template) = &events[(n as usize) % events.len()];
+                let mut event = template.clone();
+                // Every record its own id, so that handlers that deduplicate see new events.
+                let id = event["id"].as_str().unwrap_or("dev").to_string();
+                event["id"] = format!("{id}-{n}").into();
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: "content-type", value: Some("application/cloudevents+json") });
+                let value = serde_json::to_vec(&event).expect("JSON serializes");
+                (topic.clone(), format!("key-{}", n % 5), headers, value)
+            }
+        }
+    }
+}
+
+/// An event that passes `subscription`'s filters: the first type and source filter (a prefix
+/// filter completed with `sample`), JSON data.
+fn made_up(subscription: &crate::route::SubscriptionSpec) -> serde_json::Value {
+    let pick = |filters: &[String], default: &str| {
+        filters.first().map_or(default.to_string(), |f| match f.strip_suffix('*') {
+            Some(prefix) => format!("{prefix}sample"),
+            None => f.clone(),
+        })
+    };
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": "dev",
+        "source": pick(&subscription.sources, "/weft/dev"),
+        "type": pick(&subscription.types, "com.example.sample"),
+        "datacontenttype": "application/json",
+        "data": { "sample": true, "from": "weft dev" },
+    })
+}
+
+/// Structured-mode events from `path`: one JSON object, an array of them, or one per line.
+fn read_events(path: &std::path::Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let events: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(events)) => events,
+        Ok(event) => vec![event],
+        Err(_) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    for (i, event) in events.iter().enumerate() {
+        let json = serde_json::to_vec(event)?;
+        let structured: &[u8] = b"application/cloudevents+json";
+        crate::decode::decode(&[("content-type", Some(structured))], Some(&json))
+            .map_err(|e| anyhow::anyhow!("{} event {}: not a CloudEvent: {e}", path.display(), i + 1))?;
+    }
+    anyhow::ensure!(!events.is_empty(), "{} holds no event", path.display());
+    Ok(events)
 }
 
 /// The `n`th sample Todo event, keyed by user id: even ones in binary mode, odd ones structured.

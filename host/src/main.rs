@@ -32,12 +32,21 @@ enum Command {
         /// Use this Kafka cluster instead of the in-process mock one.
         #[arg(long)]
         brokers: Option<String>,
-        /// Load plugins from this directory instead of the bundled example.
+        /// Load plugins from this directory instead of the bundled example, and feed the topics
+        /// they subscribe to.
         #[arg(long)]
         plugins: Option<PathBuf>,
+        /// Structured-mode CloudEvents to feed those plugins (one JSON object, an array, or one
+        /// per line; a scaffold's events/sample.json works): each goes to the subscriptions it
+        /// matches. Without it, made-up events that match each subscription.
+        #[arg(long, requires = "plugins")]
+        events: Option<PathBuf>,
         /// Sample events produced per second.
         #[arg(long, default_value_t = 5)]
         rate: u32,
+        /// Where to serve /metrics and the health endpoints.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
     },
     /// Load a plugin, check it implements the handler world, and print what it describes.
     Check {
@@ -222,11 +231,12 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             let config = config.context("the configuration was not loaded")?;
             weft::run(config, shutdown_signal()).await?;
         }
-        Command::Dev { brokers, plugins, rate } => {
-            let options = weft::dev::DevOptions { brokers, plugins_dir: plugins, rate };
+        Command::Dev { brokers, plugins, events, rate, listen } => {
+            let options =
+                weft::dev::DevOptions { brokers, plugins_dir: plugins, rate, events, listen: Some(listen) };
             let summary = weft::dev::run(options, shutdown_signal()).await?;
             println!(
-                "produced {} sample events; audit handled {} and emitted {}",
+                "produced {} sample events; the plugins handled {} and emitted {}",
                 summary.produced, summary.handled, summary.emitted
             );
         }

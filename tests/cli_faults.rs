@@ -166,3 +166,38 @@ fn invoke_says_when_the_plugin_would_not_receive_the_event() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("would not deliver it: topic weft-echo-in"), "{text}");
 }
+
+/// The conformance handler of every language logs `handled <id>` through the host: the line
+/// reaches `weft invoke`'s log with the plugin and the event named. JavaScript, Python and C come
+/// from scripts/polyglot-plugins.sh (WEFT_TEST_POLYGLOT_PLUGINS).
+#[test]
+fn conformance_handlers_log_through_the_host_in_every_language() {
+    let polyglot = std::env::var("WEFT_TEST_POLYGLOT_PLUGINS").expect(
+        "WEFT_TEST_POLYGLOT_PLUGINS is not set: run ./scripts/test.sh, or \
+         `export WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)`",
+    );
+    let event = event_file(&[]);
+    for lang in ["rust", "js", "python", "c"] {
+        let component = match lang {
+            "rust" => std::path::PathBuf::from(weft_tests::CONFORMANCE_RUST_WASM),
+            _ => std::path::Path::new(&polyglot).join(format!("conformance-{lang}.wasm")),
+        };
+        let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["--log-format", "json", "invoke"])
+            .arg(&component)
+            .args(["--topic", "conformance-in", "--event"])
+            .arg(&event)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{lang}: {}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["message"] == "handled cli-1")
+            .unwrap_or_else(|| panic!("{lang}: no `handled cli-1` line in\n{stderr}"));
+        assert_eq!(line["level"], "INFO", "{lang}: {line}");
+        assert_eq!(line["ce.id"], "cli-1", "{lang}: {line}");
+    }
+}

@@ -75,6 +75,21 @@ impl From<Subscription> for SubscriptionSpec {
 
 #[cfg(test)]
 mod tests {
+    /// docs/plugins.md carries the WIT verbatim, file by file.
+    #[test]
+    fn the_plugin_guide_quotes_the_wit_as_it_is() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let guide = std::fs::read_to_string(root.join("docs/plugins.md")).unwrap();
+        for file in ["world.wit", "types.wit", "host.wit"] {
+            let wit = std::fs::read_to_string(root.join("wit").join(file)).unwrap();
+            let quoted = format!("### `{file}`\n\n```wit\n{wit}```");
+            assert!(
+                guide.contains(&quoted),
+                "docs/plugins.md does not quote wit/{file} as it is: update its WIT reference"
+            );
+        }
+    }
+
     /// The Rust SDK (`plugins/weft-plugin`) carries its own copy of the WIT so that it works
     /// outside this repository; it must be the world the host implements, file for file.
     #[test]

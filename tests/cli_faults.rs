@@ -172,15 +172,11 @@ fn invoke_says_when_the_plugin_would_not_receive_the_event() {
 /// from scripts/polyglot-plugins.sh (WEFT_TEST_POLYGLOT_PLUGINS).
 #[test]
 fn conformance_handlers_log_through_the_host_in_every_language() {
-    let polyglot = std::env::var("WEFT_TEST_POLYGLOT_PLUGINS").expect(
-        "WEFT_TEST_POLYGLOT_PLUGINS is not set: run ./scripts/test.sh, or \
-         `export WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)`",
-    );
     let event = event_file(&[]);
     for lang in ["rust", "js", "python", "c"] {
         let component = match lang {
             "rust" => std::path::PathBuf::from(weft_tests::CONFORMANCE_RUST_WASM),
-            _ => std::path::Path::new(&polyglot).join(format!("conformance-{lang}.wasm")),
+            _ => weft_tests::polyglot_plugin(&format!("conformance-{lang}.wasm")),
         };
         let output = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(["--log-format", "json", "invoke"])

@@ -32,6 +32,9 @@ fn scaffold_builds_and_handles_its_sample(lang: &str) {
     let run = Command::new(project.join("test.sh"))
         .env("WEFT", env!("CARGO_BIN_EXE_weft"))
         .env("RUST_LOG", "off")
+        // The project builds in a target directory of its own (never this build's, which cargo
+        // holds locked), kept between runs.
+        .env("CARGO_TARGET_DIR", std::env::temp_dir().join("weft-scaffold-target"))
         // Flags meant for this build must not leak into the project's.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -28,6 +28,18 @@ pub fn brokers() -> String {
     )
 }
 
+/// A component built by scripts/polyglot-plugins.sh (`file`, e.g. `task-updates.wasm`), from the
+/// directory in `WEFT_TEST_POLYGLOT_PLUGINS` (scripts/test.sh sets it).
+pub fn polyglot_plugin(file: &str) -> PathBuf {
+    let dir = std::env::var("WEFT_TEST_POLYGLOT_PLUGINS").expect(
+        "WEFT_TEST_POLYGLOT_PLUGINS is not set: run ./scripts/test.sh, or \
+         `export WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)`",
+    );
+    let path = PathBuf::from(dir).join(file);
+    assert!(path.exists(), "{} is missing: run scripts/polyglot-plugins.sh", path.display());
+    path
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid_ish())

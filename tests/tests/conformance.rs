@@ -15,16 +15,10 @@ use weft_tests::*;
 const LANGS: [&str; 4] = ["rust", "js", "python", "c"];
 
 fn component(lang: &str) -> PathBuf {
-    if lang == "rust" {
-        return PathBuf::from(CONFORMANCE_RUST_WASM);
+    match lang {
+        "rust" => PathBuf::from(CONFORMANCE_RUST_WASM),
+        _ => polyglot_plugin(&format!("conformance-{lang}.wasm")),
     }
-    let dir = std::env::var("WEFT_TEST_POLYGLOT_PLUGINS").expect(
-        "WEFT_TEST_POLYGLOT_PLUGINS is not set: run ./scripts/test.sh, or \
-         `export WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)`",
-    );
-    let path = PathBuf::from(dir).join(format!("conformance-{lang}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/polyglot-plugins.sh", path.display());
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,21 +3,10 @@
 //! by scripts/polyglot-plugins.sh (which scripts/test.sh runs), handle Todo events from a real
 //! broker, emit through the host, and fail bad events permanently.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use weft::Host;
 use weft_tests::*;
-
-fn polyglot_plugin(name: &str) -> PathBuf {
-    let dir = std::env::var("WEFT_TEST_POLYGLOT_PLUGINS").expect(
-        "WEFT_TEST_POLYGLOT_PLUGINS is not set: run ./scripts/test.sh, or \
-         `export WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)`",
-    );
-    let path = PathBuf::from(dir).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/polyglot-plugins.sh", path.display());
-    path
-}
 
 /// A host running plugin `id` from `path`, reading `topic` (events of `types`) and writing `output`.
 async fn host_with(id: &str, path: &std::path::Path, topic: &str, types: &str, output: &str) -> Host {
@@ -39,7 +28,7 @@ async fn a_javascript_plugin_handles_task_events_from_kafka() {
     let (topic, output) = topic_pair("js-tasks", 1).await;
     let dlq = format!("{topic}.dlq");
     create_topic(&dlq, 1).await;
-    let plugin = polyglot_plugin("task-updates");
+    let plugin = polyglot_plugin("task-updates.wasm");
     let host = host_with("task-updates", &plugin, &topic, "com.example.task.*", &output).await;
     let loaded = host.plugins();
     assert_eq!(loaded[0].description.name, "task-updates");
@@ -82,7 +71,7 @@ async fn a_python_plugin_handles_reminders_from_kafka() {
     let (topic, output) = topic_pair("py-reminders", 1).await;
     let dlq = format!("{topic}.dlq");
     create_topic(&dlq, 1).await;
-    let plugin = polyglot_plugin("notifications");
+    let plugin = polyglot_plugin("notifications.wasm");
     let host = host_with("notifications", &plugin, &topic, "com.example.reminder.*", &output).await;
     assert_eq!(host.plugins()[0].description.name, "notifications");
 

@@ -54,6 +54,9 @@ pub struct Config {
     /// Trace export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Topics whose records are not CloudEvents, and how to map them (`[topics."task-events"]`).
+    #[serde(default)]
+    pub topics: BTreeMap<String, crate::plain::TopicConfig>,
 }
 
 /// `[telemetry]`: exporting the handler spans over OTLP (logs always go to stderr).
@@ -431,6 +434,7 @@ impl Config {
             dlq: DlqConfig::default(),
             http: HttpConfig::default(),
             telemetry: TelemetryConfig::default(),
+            topics: BTreeMap::new(),
         }
     }
 
@@ -558,6 +562,9 @@ impl Config {
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
             bail!("telemetry.otlp_endpoint {endpoint:?} must be an http:// or https:// URL (OTLP over HTTP)");
+        }
+        for (topic, mapping) in &self.topics {
+            mapping.validate(topic)?;
         }
         if self.dlq.topic_suffix.is_empty() {
             bail!("dlq.topic_suffix is empty: a dead-letter topic must differ from its source topic");

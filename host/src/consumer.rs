@@ -213,6 +213,9 @@ pub struct Shared {
     pub max_uncommitted: usize,
     /// Whether `weft.replay.plugin` narrows the route of a replayed record (`dlq.replay_routing`).
     pub replay_routing: bool,
+    /// Topics whose plain records are mapped to CloudEvents (`[topics]`, formats other than
+    /// `cloudevents`).
+    pub plain_topics: std::collections::HashMap<String, crate::plain::TopicConfig>,
 }
 
 impl Shared {
@@ -615,6 +618,11 @@ fn pause_one(shared: &Shared, topic: &str, partition: i32) {
     }
 }
 
+/// A plain record's headers as handlers see them: all of them (none is a CloudEvent attribute).
+fn plain_headers(headers: &[TextHeader<'_>]) -> Vec<(String, Vec<u8>)> {
+    headers.iter().map(|(name, value)| (name.to_string(), value.unwrap_or_default().to_vec())).collect()
+}
+
 /// A header with its name as text.
 type TextHeader<'a> = (&'a str, Option<&'a [u8]>);
 
@@ -666,7 +674,13 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
     let share = shared.in_flight.take(raw.size());
     let decoded = utf8_names(&header_bytes).and_then(|headers| {
         let replay_plugin = headers.iter().find(|(k, _)| *k == dlq::REPLAY_PLUGIN).and_then(|(_, v)| *v);
-        decode(&headers, message.payload()).map(|decoded| (decoded, replay_plugin))
+        let decoded = match shared.plain_topics.get(topic) {
+            Some(mapping) if !crate::plain::is_cloudevent(&headers) => mapping
+                .event(topic, partition, offset, message.timestamp().to_millis(), message.payload())
+                .map(|event| (event, plain_headers(&headers))),
+            _ => decode(&headers, message.payload()),
+        };
+        decoded.map(|decoded| (decoded, replay_plugin))
     });
     let ((event, headers), replay_plugin) = match decoded {
         Ok(decoded) => decoded,

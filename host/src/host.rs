@@ -108,6 +108,12 @@ impl Host {
             ),
             max_uncommitted: config.pipeline.max_uncommitted,
             replay_routing: config.dlq.replay_routing,
+            plain_topics: config
+                .topics
+                .iter()
+                .filter(|(_, t)| t.format != crate::plain::TopicFormat::Cloudevents)
+                .map(|(name, t)| (name.clone(), t.clone()))
+                .collect(),
         });
         let mut tasks = Tasks::new();
         let pipeline = &config.pipeline;

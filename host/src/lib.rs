@@ -40,6 +40,7 @@ pub mod kafka;
 pub mod lanes;
 pub mod metrics;
 pub mod offsets;
+pub mod plain;
 pub mod plugin;
 pub mod plugin_log;
 pub mod replay;

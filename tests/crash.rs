@@ -6,10 +6,9 @@
 //! A killed process does not leave the group: its partitions move to the restarted one when its
 //! session times out, so the test uses a short `session.timeout.ms`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use weft_tests::*;
@@ -21,52 +20,8 @@ fn random_ms(low: u64, high: u64) -> u64 {
     low + RandomState::new().hash_one(std::time::Instant::now()) % (high - low)
 }
 
-/// The running host; killed if the test fails so no process outlives it.
-struct Weft(Child);
-
-impl Drop for Weft {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path, log: &Path) -> Weft {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Weft)
-        .expect("starting weft")
-}
-
-/// Handled (partition, offset) pairs of the input topic, from the outputs' `ce_inpartition` and
-/// `ce_inoffset` headers.
-fn handled(outputs: &[Output]) -> HashSet<(i32, i64)> {
-    outputs
-        .iter()
-        .map(|o| {
-            let p = o.header("ce_inpartition").and_then(|v| v.parse().ok()).expect("inpartition");
-            let off = o.header("ce_inoffset").and_then(|v| v.parse().ok()).expect("inoffset");
-            (p, off)
-        })
-        .collect()
-}
-
-async fn assert_nothing_committed_unhandled(group: &str, topic: &str, output: &str) {
-    let done = handled(&read_all(output, Duration::from_secs(3)).await);
-    for (p, (committed, _)) in committed_and_end(group, topic, PARTITIONS).into_iter().enumerate() {
-        let p = p as i32;
-        let missing: Vec<i64> = (0..committed.max(0)).filter(|o| !done.contains(&(p, *o))).take(5).collect();
-        assert!(
-            missing.is_empty(),
-            "partition {p} committed up to {committed} but offsets {missing:?} have no output"
-        );
-    }
+fn spawn(config: &Path, log: &Path) -> WeftProcess {
+    WeftProcess::spawn(env!("CARGO_BIN_EXE_weft"), config, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,19 +29,7 @@ async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
     let (topic, output) = topic_pair("crash", PARTITIONS).await;
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let group = unique("crash-group");
-    let config = dir.join("weft.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n[kafka.consumer]\n\"fetch.wait.max.ms\" = \"10\"\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
-             [kafka.producer]\n\"batch.num.messages\" = \"1\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n[plugins]\ndir = \"{}\"\n[plugin.echo.config]\ntopic = \"{topic}\"\noutput-topic = \"{output}\"\n",
-            brokers(),
-            dir.display()
-        ),
-    )
-    .unwrap();
+    let config = echo_run_config(&dir, &group, &topic, &output);
     let log = dir.join("weft.log");
 
     // Events keep arriving while the host is killed and restarted.
@@ -114,9 +57,8 @@ async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
     let mut child = spawn(&config, &log);
     for kill in 1..=3 {
         tokio::time::sleep(Duration::from_millis(random_ms(1_500, 4_000))).await;
-        child.0.kill().expect("SIGKILL");
-        child.0.wait().expect("reaped");
-        assert_nothing_committed_unhandled(&group, &topic, &output).await;
+        child.kill();
+        assert_nothing_committed_unhandled(&group, &topic, &output, PARTITIONS).await;
         eprintln!("kill {kill}: invariant holds");
         // Restart once the killed member's session has expired, so the group has one member again.
         tokio::time::sleep(Duration::from_secs(7)).await;
@@ -137,9 +79,7 @@ async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
 
     // A graceful stop commits everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = child.0.wait().unwrap();
+    let exit = child.stop();
     assert!(exit.success(), "weft exited with {exit} after SIGTERM; log: {}", log.display());
     for (p, (committed, end)) in committed_and_end(&group, &topic, PARTITIONS).into_iter().enumerate() {
         assert_eq!(committed, end, "partition {p}");

@@ -467,3 +467,89 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
     }
     check()
 }
+
+/// A `weft run` process (the binary at `bin`, `run --config <config>`, stderr appended to `log`);
+/// killed when dropped, so that no process outlives a failed test.
+pub struct WeftProcess(pub std::process::Child);
+
+impl WeftProcess {
+    /// Starts it.
+    pub fn spawn(bin: &str, config: &Path, log: &Path) -> Self {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        std::process::Command::new(bin)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map(Self)
+            .expect("starting weft")
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+
+    /// SIGTERM, and its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        assert!(status.unwrap().success(), "sending SIGTERM");
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for WeftProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The (partition, offset) pairs of the input that echo handled, from its outputs' `ce_inpartition`
+/// and `ce_inoffset` headers.
+pub fn echoed_offsets(outputs: &[Output]) -> std::collections::HashSet<(i32, i64)> {
+    outputs
+        .iter()
+        .map(|o| {
+            let p = o.header("ce_inpartition").and_then(|v| v.parse().ok()).expect("inpartition");
+            let off = o.header("ce_inoffset").and_then(|v| v.parse().ok()).expect("inoffset");
+            (p, off)
+        })
+        .collect()
+}
+
+/// Fails if `group` committed an offset of `topic` past an event echo has not handled (no output
+/// on `output`).
+pub async fn assert_nothing_committed_unhandled(group: &str, topic: &str, output: &str, partitions: i32) {
+    let done = echoed_offsets(&read_all(output, Duration::from_secs(3)).await);
+    for (p, (committed, _)) in committed_and_end(group, topic, partitions).into_iter().enumerate() {
+        let p = p as i32;
+        let missing: Vec<i64> = (0..committed.max(0)).filter(|o| !done.contains(&(p, *o))).take(5).collect();
+        assert!(
+            missing.is_empty(),
+            "partition {p} committed up to {committed} but offsets {missing:?} have no output"
+        );
+    }
+}
+
+/// A `weft run` configuration for echo from `topic` to `output` in `group`, with a short session
+/// timeout (a killed member's partitions move on after 6 s); returns its path.
+pub fn echo_run_config(dir: &Path, group: &str, topic: &str, output: &str) -> PathBuf {
+    let config = dir.join(format!("{}.toml", unique("weft")));
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n[kafka.consumer]\n\"fetch.wait.max.ms\" = \"10\"\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+             [kafka.producer]\n\"batch.num.messages\" = \"1\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[plugins]\ndir = \"{}\"\n[plugin.echo.config]\ntopic = \"{topic}\"\noutput-topic = \"{output}\"\n",
+            brokers(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}

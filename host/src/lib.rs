@@ -38,6 +38,7 @@ pub mod in_flight;
 pub mod invoke;
 pub mod kafka;
 pub mod lanes;
+pub mod load;
 pub mod metrics;
 pub mod offsets;
 pub mod plain;

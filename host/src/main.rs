@@ -48,6 +48,23 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: std::net::SocketAddr,
     },
+    /// Load-test the whole path: produce Todo events at a fixed rate through Weft and the bundled
+    /// audit plugin, then report sent, handled, dead-lettered and lost events, throughput and
+    /// end-to-end latency. Exit code 1 if any event was lost.
+    Load {
+        /// Use this Kafka cluster (topics are created) instead of the in-process mock one.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Events produced per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        /// How long to produce, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Where to serve /metrics and the health endpoints.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
+    },
     /// Load a plugin, check it implements the handler world, and print what it describes.
     Check {
         /// The component file.
@@ -241,6 +258,20 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             );
         }
         Command::Dlq { command } => return dlq(command).await,
+        Command::Load { brokers, rate, seconds, listen } => {
+            let options = weft::load::LoadOptions {
+                brokers,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                drain: std::time::Duration::from_secs(30),
+                listen,
+            };
+            let report = weft::load::run(options, |line| eprintln!("{line}")).await?;
+            println!("{report}");
+            if report.lost > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Plugin { command: PluginCommand::New { name, lang, dir } } => {
             let project = weft::scaffold::create(&name, lang, &dir)?;
             let shown = project.dir.display();

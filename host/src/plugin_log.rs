@@ -55,6 +55,17 @@ impl PluginLog {
 
     /// Writes one line at `level`, within the caps; `event` is the CloudEvent id being handled.
     pub fn line(&self, level: Level, event: &str, message: &str) {
+        // A line the log level filters out costs nothing, and no budget.
+        let enabled = match level {
+            Level::TRACE => tracing::enabled!(Level::TRACE),
+            Level::DEBUG => tracing::enabled!(Level::DEBUG),
+            Level::INFO => tracing::enabled!(Level::INFO),
+            Level::WARN => tracing::enabled!(Level::WARN),
+            Level::ERROR => tracing::enabled!(Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let dropped_before = {
             let mut budget = self.budget.lock().expect("log budget lock poisoned");
             let now = Instant::now();
@@ -195,17 +206,37 @@ mod tests {
         PluginLog::new("flood")
     }
 
+    /// Runs `f` with logs enabled up to `level`, written nowhere.
+    fn logging_at<T>(level: Level, f: impl FnOnce() -> T) -> T {
+        let subscriber = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::sink).finish();
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
     #[test]
     fn a_burst_past_the_budget_is_dropped_and_counted() {
         let log = log();
-        for _ in 0..(BURST_LINES as usize + 500) {
-            log.line(Level::TRACE, "e", "line");
-        }
+        logging_at(Level::TRACE, || {
+            for _ in 0..(BURST_LINES as usize + 500) {
+                log.line(Level::TRACE, "e", "line");
+            }
+        });
         let dropped = log.take_dropped();
         // A few lines come back while the loop runs; most of the 500 extra are dropped.
         assert!((400..=500).contains(&dropped), "dropped {dropped}");
         assert_eq!(log.budget.lock().unwrap().dropped, dropped, "reported with the next line that passes");
         assert_eq!(log.take_dropped(), 0, "counted once");
+    }
+
+    #[test]
+    fn lines_below_the_log_level_cost_no_budget() {
+        let log = log();
+        logging_at(Level::INFO, || {
+            for _ in 0..(BURST_LINES as usize * 3) {
+                log.line(Level::DEBUG, "e", "not shown");
+            }
+            log.line(Level::INFO, "e", "shown");
+        });
+        assert_eq!(log.take_dropped(), 0, "debug lines filtered out by the level used up the budget");
     }
 
     #[test]
@@ -219,6 +250,9 @@ mod tests {
     #[tokio::test]
     async fn stdout_is_split_into_capped_lines() {
         use tokio::io::AsyncWriteExt;
+        let subscriber =
+            tracing_subscriber::fmt().with_max_level(Level::TRACE).with_writer(std::io::sink).finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
         let log = std::sync::Arc::new(log());
         let mut writer = LineWriter { stdio: Stdio::stdout(log.clone()), pending: Vec::new(), overflow: 0 };
         writer.write_all(b"first\nsecond, in ").await.unwrap();

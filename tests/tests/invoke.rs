@@ -213,6 +213,10 @@ async fn a_plugin_asleep_in_a_wasi_call_is_stopped_at_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_floods_its_log_and_stdio_is_capped() {
+    // Lines count against the cap only when the log level shows them: show everything, nowhere.
+    let everything =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(std::io::sink);
+    let _ = tracing::subscriber::set_global_default(everything.finish());
     let plugin =
         loaded_echo(weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))).await;
     // 2,000 lines through each of host.log, stdout and stderr; one 1 MiB line through each.

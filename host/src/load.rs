@@ -150,6 +150,8 @@ pub async fn run(options: LoadOptions, mut progress: impl FnMut(&str)) -> anyhow
     let (mut sent, mut read) = (0u64, 0u64);
     let mut seen: HashSet<String> = HashSet::new();
     let mut latencies: Vec<f64> = Vec::new();
+    // Where the current second's latencies start, for the progress line.
+    let mut second_start = 0;
     let mut last_handled = Instant::now();
     let producing = |elapsed: Duration| elapsed < options.duration;
     loop {
@@ -192,9 +194,10 @@ pub async fn run(options: LoadOptions, mut progress: impl FnMut(&str)) -> anyhow
             }
             () = tokio::time::sleep_until(report_at.into()) => {
                 report_at += Duration::from_secs(1);
-                let p99 = percentile(&mut latencies.clone(), 0.99);
+                let p99 = percentile(&mut latencies[second_start..].to_vec(), 0.99);
+                second_start = latencies.len();
                 progress(&format!(
-                    "{:>4} s  sent {sent}  handled {}  dead-lettered {}  p99 {p99:.2} ms",
+                    "{:>4} s  sent {sent}  handled {}  dead-lettered {}  p99 of the last second {p99:.2} ms",
                     started.elapsed().as_secs(),
                     seen.len(),
                     dead_lettered(&host)

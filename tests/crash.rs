@@ -33,26 +33,7 @@ async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
     let log = dir.join("weft.log");
 
     // Events keep arriving while the host is killed and restarted.
-    let producing = {
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || {
-            let producer = TestProducer::new();
-            for chunk in 0..40 {
-                for n in chunk * 500..(chunk + 1) * 500 {
-                    let key = format!("user-{}", n % 100);
-                    let headers = vec![
-                        ("ce_specversion".to_string(), b"1.0".to_vec()),
-                        ("ce_id".to_string(), format!("c-{n}").into_bytes()),
-                        ("ce_source".to_string(), b"/weft/tests".to_vec()),
-                        ("ce_type".to_string(), b"com.example.test".to_vec()),
-                    ];
-                    producer.enqueue(&topic, &key, &headers, b"{}");
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            producer.flush();
-        })
-    };
+    let producing = produce_steadily(&topic, "c", 40, 100, Duration::from_millis(200));
 
     let mut child = spawn(&config, &log);
     for kill in 1..=3 {

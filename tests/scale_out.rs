@@ -24,25 +24,7 @@ async fn three_members_one_killed_one_added_lose_nothing_and_keep_key_order() {
     let config = echo_run_config(&dir, &group, &topic, &output);
     let log = dir.join("weft.log");
 
-    let producing = {
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || {
-            let producer = TestProducer::new();
-            for chunk in 0..24 {
-                for n in chunk * 500..(chunk + 1) * 500 {
-                    let headers = vec![
-                        ("ce_specversion".to_string(), b"1.0".to_vec()),
-                        ("ce_id".to_string(), format!("s-{n}").into_bytes()),
-                        ("ce_source".to_string(), b"/weft/tests".to_vec()),
-                        ("ce_type".to_string(), b"com.example.test".to_vec()),
-                    ];
-                    producer.enqueue(&topic, &format!("user-{}", n % KEYS), &headers, b"{}");
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            producer.flush();
-        })
-    };
+    let producing = produce_steadily(&topic, "s", 24, KEYS, Duration::from_millis(500));
 
     let mut members: Vec<WeftProcess> = (0..3).map(|_| spawn(&config, &log)).collect();
     tokio::time::sleep(Duration::from_secs(4)).await;

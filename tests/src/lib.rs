@@ -553,3 +553,31 @@ pub fn echo_run_config(dir: &Path, group: &str, topic: &str, output: &str) -> Pa
     .unwrap();
     config
 }
+
+/// Produces `chunks` × 500 binary-mode events to `topic` in the background, a chunk every `pause`:
+/// ids `<prefix>-<n>`, keys `user-<n % keys>`, type `com.example.test`.
+pub fn produce_steadily(
+    topic: &str,
+    prefix: &str,
+    chunks: u64,
+    keys: u64,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (topic, prefix) = (topic.to_string(), prefix.to_string());
+    tokio::task::spawn_blocking(move || {
+        let producer = TestProducer::new();
+        for chunk in 0..chunks {
+            for n in chunk * 500..(chunk + 1) * 500 {
+                let headers = vec![
+                    ("ce_specversion".to_string(), b"1.0".to_vec()),
+                    ("ce_id".to_string(), format!("{prefix}-{n}").into_bytes()),
+                    ("ce_source".to_string(), b"/weft/tests".to_vec()),
+                    ("ce_type".to_string(), b"com.example.test".to_vec()),
+                ];
+                producer.enqueue(&topic, &format!("user-{}", n % keys), &headers, b"{}");
+            }
+            std::thread::sleep(pause);
+        }
+        producer.flush();
+    })
+}

@@ -471,8 +471,29 @@ impl Config {
             .with_context(|| format!("reading config file {}", path.display()))?;
         let mut config = Self::parse(&text).with_context(|| format!("in config file {}", path.display()))?;
         config.apply_env(|name| std::env::var(name).ok());
+        config.expand_secrets(|name| std::env::var(name).ok())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Replaces every librdkafka property value written `${NAME}` (in `kafka.properties`,
+    /// `kafka.consumer`, `kafka.producer`) with the environment variable `NAME`, so that passwords
+    /// and keys stay out of the file. An unset variable is an error naming it (never its value).
+    pub fn expand_secrets(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let kafka = &mut self.kafka;
+        for (table, properties) in [
+            ("kafka.properties", &mut kafka.properties),
+            ("kafka.consumer", &mut kafka.consumer),
+            ("kafka.producer", &mut kafka.producer),
+        ] {
+            for (key, value) in properties.iter_mut() {
+                let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else { continue };
+                *value = var(name).with_context(|| {
+                    format!("{table}.\"{key}\" names the environment variable {name}, which is not set")
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Parses TOML text, without environment overrides or validation.
@@ -699,6 +720,19 @@ mod tests {
         let safe =
             Config::parse("[kafka]\nbrokers = \"b:9092\"\n[kafka.producer]\nacks = \"all\"\n").unwrap();
         safe.validate().unwrap();
+    }
+
+    #[test]
+    fn property_values_can_come_from_the_environment() {
+        let text = "[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"sasl.password\" = \"${KAFKA_PASSWORD}\"\n\
+                    \"sasl.username\" = \"weft\"\n";
+        let mut config = Config::parse(text).unwrap();
+        config.expand_secrets(|name| (name == "KAFKA_PASSWORD").then(|| "s3cret".to_string())).unwrap();
+        assert_eq!(config.kafka.properties["sasl.password"], "s3cret");
+        assert_eq!(config.kafka.properties["sasl.username"], "weft");
+        let mut unset = Config::parse(text).unwrap();
+        let error = unset.expand_secrets(|_| None).unwrap_err().to_string();
+        assert!(error.contains("KAFKA_PASSWORD") && error.contains("sasl.password"), "{error}");
     }
 
     #[test]

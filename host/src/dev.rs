@@ -161,17 +161,8 @@ pub async fn run(
 
 /// Events handled, failed attempts and events emitted, over every plugin and topic so far.
 fn totals(host: &Host) -> (u64, u64, u64) {
-    let mut sums = (0.0, 0.0, 0.0);
-    for family in host.metrics().registry.gather() {
-        let total: f64 = family.get_metric().iter().map(|m| m.get_counter().get_value()).sum();
-        match family.name() {
-            "weft_events_handled_total" => sums.0 = total,
-            "weft_events_failed_total" => sums.1 = total,
-            "weft_events_emitted_total" => sums.2 = total,
-            _ => {}
-        }
-    }
-    (sums.0 as u64, sums.1 as u64, sums.2 as u64)
+    let m = host.metrics();
+    (crate::metrics::total(&m.handled), crate::metrics::total(&m.failed), crate::metrics::total(&m.emitted))
 }
 
 /// What `weft dev` produces.

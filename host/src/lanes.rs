@@ -376,11 +376,9 @@ impl Lane {
     async fn finish_acks(&mut self) {
         while let Some((key, outcomes, retry_in)) = self.acking.next().await {
             let Some(job) = self.parked.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
-            let metrics = &self.shared.metrics;
             for (plugin, _, outcome) in &outcomes {
                 if let Ok(emitted) = outcome {
-                    metrics.handled.with_label_values(&[&job.record.topic, &plugin.id]).inc();
-                    plugin.series(metrics).emitted.inc_by(*emitted as u64);
+                    self.handled(&job, plugin, *emitted);
                 }
             }
             if retry_in.is_none() && job.pending.is_empty() && outcomes.iter().all(|(_, _, o)| o.is_ok()) {
@@ -464,7 +462,7 @@ impl Lane {
                 Ok(emits) => acks.push(Ack { plugin, attempt, emits }),
                 Err(failure) => {
                     let _entered = span.enter();
-                    if !self.failed(job, event, plugin, attempt, failure, &mut outcome).await {
+                    if !self.failed(job, plugin, attempt, failure, &mut outcome).await {
                         return Progress::Abandoned;
                     }
                 }
@@ -500,9 +498,7 @@ impl Lane {
                         .failed
                         .with_label_values(&[&job.record.topic, &plugin.id, failure.reason()])
                         .inc();
-                    let Ok(event) = &job.event else { continue };
-                    let event = event.clone();
-                    if !self.failed(job, &event, plugin, attempt, failure, &mut outcome).await {
+                    if !self.failed(job, plugin, attempt, failure, &mut outcome).await {
                         return Progress::Abandoned;
                     }
                 }
@@ -521,7 +517,6 @@ impl Lane {
     async fn failed(
         &self,
         job: &Job,
-        event: &Cloudevent,
         plugin: Arc<Plugin>,
         attempt: u32,
         failure: Failure,
@@ -529,15 +524,16 @@ impl Lane {
     ) -> bool {
         let metrics = &self.shared.metrics;
         let record = &job.record;
+        let ce_id = job.event.as_ref().map_or("", |event| event.id.as_str());
         match plugin.retry.decide(&failure, attempt) {
             Decision::Wait(delay) => {
                 metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
-                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
                 outcome.again(plugin, attempt, delay);
             }
             Decision::Retry(delay) => {
                 metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
-                tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %event.id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
+                tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
                 outcome.again(plugin, attempt + 1, delay);
             }
             Decision::DeadLetter(reason) => {

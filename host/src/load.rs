@@ -235,13 +235,7 @@ pub async fn run(options: LoadOptions, mut progress: impl FnMut(&str)) -> anyhow
 }
 
 fn dead_lettered(host: &Host) -> u64 {
-    host.metrics()
-        .registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == "weft_events_dead_lettered_total")
-        .map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()).sum::<f64>())
-        .sum::<f64>() as u64
+    crate::metrics::total(&host.metrics().dead_lettered)
 }
 
 /// The `q` quantile (0..=1) of `values`, sorting them; 0 for none.

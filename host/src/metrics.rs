@@ -102,6 +102,17 @@ pub struct PluginSeries {
     pub emitted: prometheus::IntCounter,
 }
 
+/// The sum of every series of `counters`, whatever their labels.
+pub fn total(counters: &IntCounterVec) -> u64 {
+    use prometheus::core::Collector;
+    counters
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
 impl Metrics {
     /// The series of plugin `id`.
     pub fn plugin_series(&self, id: &str) -> PluginSeries {

@@ -5,12 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-    export CARGO_TARGET_DIR="$HOME/.cache/weft/target"
-fi
-
-rustup target add wasm32-wasip2 >/dev/null
-scripts/kafka.sh install
+source scripts/toolchain.sh
 # Build first, so the broker is fresh when the measurement starts.
 cargo bench -p weft --bench pipeline --bench hot_path --locked --no-run
 

@@ -6,13 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# CI clones afresh each run: keep build output outside the clone so warm runs are fast.
-if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-    export CARGO_TARGET_DIR="$HOME/.cache/weft/target"
-fi
-
-rustup target add wasm32-wasip2 >/dev/null
-scripts/kafka.sh install
+source scripts/toolchain.sh
 # Plugins written in other languages, built with their own ecosystems' tools.
 WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)
 export WEFT_TEST_POLYGLOT_PLUGINS

@@ -10,7 +10,8 @@
 #                  wasi-libc (installed with apt-get when missing) and rustup's wasm-component-ld,
 #                  which links the component with the WASI preview1 reactor adapter.
 #
-#   scripts/polyglot-plugins.sh [OUT_DIR]   default: $CARGO_TARGET_DIR/polyglot-plugins or target/polyglot-plugins
+#   scripts/polyglot-plugins.sh [OUT_DIR [NAME...]]   OUT_DIR default: $CARGO_TARGET_DIR/polyglot-plugins
+#                                                     or target/polyglot-plugins; NAMEs: only these
 #
 # Prints OUT_DIR; each plugin is OUT_DIR/<name>.wasm (the directory name without -js/-py). A plugin
 # whose sources and the WIT did not change since its last build is not rebuilt.
@@ -19,6 +20,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 out=${1:-${CARGO_TARGET_DIR:-$PWD/target}/polyglot-plugins}
+shift || true
+only=" $* "
+wanted() { [ "$only" = "  " ] || [[ $only == *" $1 "* ]]; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
@@ -28,6 +32,7 @@ fresh() { # fresh WASM DIR: WASM exists and nothing in DIR or wit/ is newer
 
 js_wasm() { case "$1" in plugins/conformance/js) echo conformance-js ;; *) basename "$1" -js ;; esac; }
 for dir in plugins/*-js plugins/conformance/js; do
+    wanted "$(js_wasm "$dir")" || continue
     wasm="$out/$(js_wasm "$dir").wasm"
     fresh "$wasm" "$dir" && continue
     command -v node >/dev/null || { echo "Node.js 18 or newer is needed to build $dir" >&2; exit 1; }
@@ -38,6 +43,7 @@ done
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/weft/componentize-py"
 py_wasm() { case "$1" in plugins/conformance/python) echo conformance-python ;; *) basename "$1" -py ;; esac; }
 for dir in plugins/*-py plugins/conformance/python; do
+    wanted "$(py_wasm "$dir")" || continue
     wasm="$out/$(py_wasm "$dir").wasm"
     fresh "$wasm" "$dir" && continue
     if ! cmp -s "$dir/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
@@ -62,7 +68,7 @@ c_toolchain() {
 
 dir=plugins/conformance/c
 wasm="$out/conformance-c.wasm"
-if ! fresh "$wasm" "$dir"; then
+if wanted conformance-c && ! fresh "$wasm" "$dir"; then
     c_toolchain
     linker="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/wasm-component-ld"
     generated=$(mktemp -d)

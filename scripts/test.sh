@@ -17,7 +17,7 @@ WEFT_TEST_BROKERS=$(scripts/kafka.sh start)
 export WEFT_TEST_BROKERS
 echo "test broker: $WEFT_TEST_BROKERS" >&2
 
-# The Rust plugin SDK's own tests run natively (the guest workspace is built for wasm32-wasip2 by
-# the test crates' build scripts).
-cargo test --manifest-path plugins/Cargo.toml -p weft-plugin --locked
+# The Rust plugin SDK's own tests and the recurring example's calendar run natively (the guest
+# workspace is built for wasm32-wasip2 by the test crates' build scripts).
+cargo test --manifest-path plugins/Cargo.toml -p weft-plugin -p recurring --locked
 cargo test --workspace --locked --no-fail-fast "$@"

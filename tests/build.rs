@@ -4,7 +4,17 @@
 include!("../host/build_plugins.rs");
 
 fn main() {
-    let packages = ["echo", "wrong-world", "audit", "sandbox", "conformance-rust"];
+    let packages = [
+        "echo",
+        "wrong-world",
+        "audit",
+        "sandbox",
+        "conformance-rust",
+        "recurring",
+        "order-saga",
+        "resource-catalog",
+        "detection",
+    ];
     let paths = build_plugins(&packages);
     let mut constants = String::new();
     for (package, path) in packages.iter().zip(paths) {

@@ -2,6 +2,8 @@
 //! partition, attempt and binary-mode headers, the full dump of emitted events, the subscription
 //! note; a plugin that sleeps in a WASI call is stopped at the default deadline, and with
 //! `--log-format json` every line the process writes to stderr is JSON, a guest panic included.
+//! `weft produce` writes a file of records to the broker as written, and names the record and the
+//! field of a bad one.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -196,4 +198,39 @@ fn conformance_handlers_log_through_the_host_in_every_language() {
         assert_eq!(line["level"], "INFO", "{lang}: {line}");
         assert_eq!(line["ce.id"], "cli-1", "{lang}: {line}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_writes_records_as_written_and_names_a_bad_one() {
+    let topic = unique("produce");
+    weft_tests::create_topic(&topic, 1).await;
+    let file = std::env::temp_dir().join(format!("{}.jsonl", unique("weft-records")));
+    let records = format!(
+        r#"{{"topic": "{topic}", "key": "user-7", "headers": {{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}, "value": {{"b": 1,  "a": "x"}}}}
+{{"topic": "{topic}", "value": "plain text"}}
+"#
+    );
+    std::fs::write(&file, records).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["produce", "--brokers", &weft_tests::brokers()])
+        .arg(&file)
+        .output()
+        .expect("running weft");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("produced 2 records ({topic} 2)"));
+    let written = weft_tests::read(&topic, 2, Duration::from_secs(60)).await;
+    assert_eq!(written[0].value, br#"{"b": 1,  "a": "x"}"#, "the value's bytes as in the file");
+    assert_eq!(written[0].key.as_deref(), Some("user-7"));
+    assert!(written[0].header("traceparent").is_some_and(|t| t.starts_with("00-4bf92f35")));
+    assert_eq!(written[1].value, b"plain text");
+
+    std::fs::write(&file, format!("{{\"topic\": \"{topic}\", \"vaule\": 1}}\n")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["produce", "--brokers", &weft_tests::brokers()])
+        .arg(&file)
+        .output()
+        .expect("running weft");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("record 1") && stderr.contains("unknown field `vaule`"), "{stderr}");
 }

@@ -677,7 +677,7 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         let decoded = match shared.plain_topics.get(topic) {
             Some(mapping) if !crate::plain::is_cloudevent(&headers) => mapping
                 .event(topic, partition, offset, message.timestamp().to_millis(), message.payload())
-                .map(|event| (event, plain_headers(&headers))),
+                .map(|event| (event.traced(&headers), plain_headers(&headers))),
             _ => decode(&headers, message.payload()),
         };
         decoded.map(|decoded| (decoded, replay_plugin))

@@ -44,6 +44,7 @@ pub mod offsets;
 pub mod plain;
 pub mod plugin;
 pub mod plugin_log;
+pub mod produce;
 pub mod replay;
 pub mod retry;
 pub mod route;

@@ -75,6 +75,16 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Write records described in JSON files to Kafka (the examples' sample producers): a JSON
+    /// array of records or one per line, each `{"topic", "key", "partition", "headers", "value"}`;
+    /// a JSON `value` is written as it appears in the file, a string as its text.
+    Produce {
+        /// Files of records, written in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        cluster: Cluster,
+    },
     /// Inspect or replay a dead-letter topic.
     Dlq {
         #[command(subcommand)]
@@ -137,8 +147,8 @@ enum PluginCommand {
 /// Where the `dlq` commands find the cluster.
 #[derive(clap::Args)]
 struct Cluster {
-    /// Bootstrap servers.
-    #[arg(long, env = "WEFT_KAFKA_BROKERS", conflicts_with = "config")]
+    /// Bootstrap servers (with `--config`: instead of the file's).
+    #[arg(long, env = "WEFT_KAFKA_BROKERS")]
     brokers: Option<String>,
     /// Read the `[kafka]` section of this configuration file instead (SASL/SSL settings included).
     #[arg(short, long)]
@@ -148,8 +158,14 @@ struct Cluster {
 impl Cluster {
     fn kafka(&self) -> anyhow::Result<weft::config::KafkaConfig> {
         match (&self.brokers, &self.config) {
-            (Some(brokers), _) => Ok(Config::with_brokers(brokers).kafka),
-            (None, Some(path)) => Ok(Config::load(path)?.kafka),
+            (brokers, Some(path)) => {
+                let mut kafka = Config::load(path)?.kafka;
+                if let Some(brokers) = brokers {
+                    kafka.brokers.clone_from(brokers);
+                }
+                Ok(kafka)
+            }
+            (Some(brokers), None) => Ok(Config::with_brokers(brokers).kafka),
             (None, None) => anyhow::bail!("give --brokers, --config, or set WEFT_KAFKA_BROKERS"),
         }
     }
@@ -258,6 +274,20 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             );
         }
         Command::Dlq { command } => return dlq(command).await,
+        Command::Produce { files, cluster } => {
+            let kafka = cluster.kafka()?;
+            let mut records = Vec::new();
+            for file in &files {
+                records.extend(weft::produce::read(file)?);
+            }
+            let written = weft::produce::send(&kafka, &records).await?;
+            let mut topics = std::collections::BTreeMap::<&str, usize>::new();
+            for record in &records {
+                *topics.entry(&record.topic).or_default() += 1;
+            }
+            let counts: Vec<String> = topics.iter().map(|(topic, n)| format!("{topic} {n}")).collect();
+            println!("produced {written} records ({})", counts.join(", "));
+        }
         Command::Load { brokers, rate, seconds, listen } => {
             let options = weft::load::LoadOptions {
                 brokers,

@@ -172,6 +172,23 @@ impl TopicConfig {
     }
 }
 
+/// W3C trace context headers of a plain record, which become the event's Distributed Tracing
+/// extension attributes: the handler call continues the producer's trace.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+impl CloudEvent {
+    /// This event with the `traceparent`/`tracestate` headers of its record as extensions.
+    pub fn traced(mut self, headers: &[(&str, Option<&[u8]>)]) -> Self {
+        for name in TRACE_HEADERS {
+            let value = headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).and_then(|(_, v)| *v);
+            if let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()).filter(|v| !v.is_empty()) {
+                self.extensions.push((name.to_string(), value.to_string()));
+            }
+        }
+        self
+    }
+}
+
 /// Whether a record's headers say it is a CloudEvent (binary or structured mode).
 pub fn is_cloudevent(headers: &[(&str, Option<&[u8]>)]) -> bool {
     headers.iter().any(|(name, value)| {
@@ -277,5 +294,23 @@ mod tests {
         assert!(is_cloudevent(&[("Content-Type", Some(b"application/cloudevents+json"))]));
         assert!(!is_cloudevent(&[("content-type", Some(b"application/json"))]));
         assert!(!is_cloudevent(&[]));
+    }
+
+    #[test]
+    fn trace_context_headers_become_extensions() {
+        let event =
+            todo().event("task-events", 0, 0, None, Some(br#"{"event_id":"e","event_type":"created"}"#));
+        let headers: [(&str, Option<&[u8]>); 3] = [
+            ("traceparent", Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")),
+            ("tracestate", Some(b"vendor=1")),
+            ("x-other", Some(b"kept as a header")),
+        ];
+        let event = event.unwrap().traced(&headers);
+        assert_eq!(
+            event.extension("traceparent"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert_eq!(event.extension("tracestate"), Some("vendor=1"));
+        assert_eq!(event.extensions.len(), 2);
     }
 }

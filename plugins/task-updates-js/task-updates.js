@@ -19,13 +19,15 @@ export function handle(event, delivery) {
   } catch (e) {
     throw { tag: 'permanent', val: `event ${event.id}: data is not JSON (${e})` };
   }
-  if (typeof task?.task_id !== 'string' || typeof task?.user_id !== 'string') {
+  // The Todo app's plain-JSON records keep the task in `task_data`.
+  const taskId = task?.task_id ?? task?.task_data?.task_id;
+  if (typeof taskId !== 'string' || typeof task?.user_id !== 'string') {
     throw { tag: 'permanent', val: `event ${event.id} has no task_id/user_id in its data` };
   }
   const update = {
     change: event.type.slice(TYPE_PREFIX.length),
-    task_id: task.task_id,
-    title: task.title ?? null,
+    task_id: taskId,
+    title: task.title ?? task.task_data?.title ?? null,
     at: event.time ?? null,
     source_offset: Number(delivery.offset),
   };
@@ -46,5 +48,5 @@ export function handle(event, delivery) {
   } catch (e) {
     throw { tag: 'retryable', val: { reason: `could not emit the update: ${JSON.stringify(e.payload ?? String(e))}`, delayMs: undefined } };
   }
-  log('debug', `task ${task.task_id}: ${update.change}`);
+  log('debug', `task ${taskId}: ${update.change}`);
 }

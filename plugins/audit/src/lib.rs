@@ -13,11 +13,18 @@ use weft_plugin::{Delivery, Event, Handler, Info, Result, Subscription};
 
 const TYPE_PREFIX: &str = "com.example.task.";
 
-/// The fields of a task event's `data` that the audit trail keeps.
+/// The fields of a task event's `data` that the audit trail keeps: `task_id` at the top, or in
+/// `task_data` as the Todo app's plain-JSON records carry it.
 #[derive(Deserialize)]
 struct TaskData {
-    task_id: String,
+    task_id: Option<String>,
     user_id: String,
+    task_data: Option<Task>,
+}
+
+#[derive(Deserialize)]
+struct Task {
+    task_id: String,
 }
 
 #[derive(Serialize)]
@@ -45,9 +52,12 @@ impl Handler for Audit {
         let action = event.ty.strip_prefix(TYPE_PREFIX).unwrap_or(&event.ty);
         // Data without task_id/user_id can never be audited: a permanent error (dead-lettered).
         let task: TaskData = event.json_data()?;
+        let task_id = task.task_id.or(task.task_data.map(|t| t.task_id)).ok_or_else(|| {
+            weft_plugin::Error::permanent(format!("event {}: no task_id in its data", event.id))
+        })?;
         let record = AuditRecord {
             action,
-            task_id: &task.task_id,
+            task_id: &task_id,
             user_id: &task.user_id,
             event_id: &event.id,
             event_time: event.time.as_deref(),
@@ -55,14 +65,14 @@ impl Handler for Audit {
             partition: delivery.partition,
             offset: delivery.offset,
         };
-        // `audit-<input id>`: a retried or redelivered input emits the same id.
+        // `<input id>-audit`: a retried or redelivered input emits the same id.
         let audit = Event::derived(&event, "audit", "weft/audit", "com.example.audit.recorded")
-            .subject(format!("/tasks/{}", task.task_id))
+            .subject(format!("/tasks/{task_id}"))
             .json(&record)?;
         let topic = weft_plugin::config("output-topic").unwrap_or_else(|| "audit-log".into());
         // A producer that cannot take the event now is retryable; a refusal is permanent.
         weft_plugin::emit(&topic, &audit, Some(task.user_id.as_bytes()))?;
-        weft_plugin::debug!("audited {action} of task {}", task.task_id);
+        weft_plugin::debug!("audited {action} of task {task_id}");
         Ok(())
     }
 }

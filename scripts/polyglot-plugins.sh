@@ -3,7 +3,7 @@
 # with its ecosystem's tool at the version the plugin pins:
 #   plugins/*-js   JavaScript, componentize-js from npm (package-lock.json)
 #   plugins/*-py   Python, componentize-py from PyPI (requirements.txt), in a virtualenv under
-#                  $XDG_CACHE_HOME/weft (default ~/.cache/weft)
+#                  $XDG_CACHE_HOME/weft-build (default ~/.cache/weft-build)
 #   plugins/conformance/{js,python,c}   the conformance handler, as conformance-js.wasm,
 #                  conformance-python.wasm and conformance-c.wasm. C is built with wit-bindgen's C
 #                  generator (crates.io, installed into ~/.cargo/bin), Debian's clang 19, lld and
@@ -40,7 +40,7 @@ for dir in plugins/*-js plugins/conformance/js; do
     node "$dir/build.mjs" "$wasm" >&2
 done
 
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/weft/componentize-py"
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/weft-build/componentize-py"
 py_wasm() { case "$1" in plugins/conformance/python) echo conformance-python ;; *) basename "$1" -py ;; esac; }
 for dir in plugins/*-py plugins/conformance/python; do
     wanted "$(py_wasm "$dir")" || continue

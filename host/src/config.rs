@@ -202,7 +202,8 @@ pub struct PluginsConfig {
     /// Keep compiled plugins on disk so restarts and reloads of an unchanged file skip compilation.
     #[serde(default = "defaults::yes")]
     pub cache: bool,
-    /// Where compiled plugins are kept. Default: `$XDG_CACHE_HOME/weft` or `~/.cache/weft`.
+    /// Where compiled plugins are kept (in its `compiled/` subdirectory, the only part wasmtime's
+    /// cache prunes). Default: `$XDG_CACHE_HOME/weft` or `~/.cache/weft`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
 }

@@ -23,6 +23,9 @@ use crate::plugin_log::{PluginLog, Stdio};
 /// stopped at the first tick past its deadline, so this is the resolution of `timeout_ms`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The subdirectory of the cache directory that holds compiled plugins (and nothing else).
+pub const CACHE_SUBDIR: &str = "compiled";
+
 /// The error a store's epoch callback raises when a call runs past its deadline.
 #[derive(Debug, thiserror::Error)]
 #[error("the handler ran past its {0:?} deadline")]
@@ -33,8 +36,9 @@ pub struct DeadlineExceeded(pub Duration);
 pub struct RuntimeOptions {
     /// Meter fuel (needed when any plugin has a fuel limit).
     pub fuel: bool,
-    /// Keep compiled components in this directory (wasmtime's cache, keyed by the component's
-    /// bytes and the engine's compilation settings).
+    /// Keep compiled components in the [`CACHE_SUBDIR`] subdirectory of this directory (wasmtime's
+    /// cache, keyed by the component's bytes and the engine's compilation settings). Nothing else
+    /// in the directory is touched.
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
@@ -66,8 +70,11 @@ impl Runtime {
         config.epoch_interruption(true);
         config.consume_fuel(options.fuel);
         let cache = options.cache_dir.as_ref().and_then(|dir| {
+            // wasmtime's cache removes whatever it does not recognise in its directory: give it
+            // one of its own, so nothing else kept in `dir` (a build, a tool) is ever deleted.
+            let dir = dir.join(CACHE_SUBDIR);
             let mut cache_config = wasmtime::CacheConfig::new();
-            cache_config.with_directory(dir);
+            cache_config.with_directory(&dir);
             match wasmtime::Cache::new(cache_config) {
                 Ok(cache) => Some(cache),
                 Err(error) => {
@@ -425,6 +432,38 @@ mod tests {
     use wasmtime::{Instance, Module, Store};
 
     use super::*;
+
+    /// Whether a file whose name starts with `prefix` exists anywhere under `dir`.
+    fn found(dir: &std::path::Path, prefix: &str) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
+            entry.file_name().to_string_lossy().starts_with(prefix)
+                || (entry.path().is_dir() && found(&entry.path(), prefix))
+        })
+    }
+
+    #[test]
+    fn the_compiled_plugin_cache_leaves_everything_else_in_its_directory_alone() {
+        let dir = std::env::temp_dir().join(format!("weft-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // What shares a cache directory: a build, a tool's environment, a user's files.
+        let foreign = dir.join("target/debug/libweft.rlib");
+        std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+        std::fs::write(&foreign, b"not a compiled plugin").unwrap();
+
+        let runtime = Runtime::with_options(&RuntimeOptions { fuel: false, cache_dir: Some(dir.clone()) }).unwrap();
+        let component = wat::parse_str("(component)").unwrap();
+        wasmtime::component::Component::new(runtime.engine(), &component).unwrap();
+        // wasmtime's cache worker cleans its directory after the first write, holding a
+        // `.cleanup.wip-<pid>` lock it leaves behind.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !found(&dir, ".cleanup") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(found(&dir, ".cleanup"), "the cache worker did not run");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(foreign.exists(), "the cache's cleanup deleted a file that is not a compiled plugin");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A core module with two memories and a table, and exports that grow them.
     const GROWER: &str = r#"(module

@@ -36,20 +36,29 @@ pub struct GroupContext {
     stopping: Arc<AtomicBool>,
     drain_timeout: Duration,
     metrics: Metrics,
+    membership: Arc<Membership>,
+}
+
+/// What the consumer knows of its group membership, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Membership {
     /// Set at the first assignment (even an empty one): the consumer has joined its group.
-    joined: Arc<AtomicBool>,
+    pub joined: AtomicBool,
+    /// The latest error the Kafka client reported (authentication, TLS, unreachable brokers):
+    /// why the consumer has not joined, when it has not.
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl GroupContext {
-    /// A context over the host's offset tracker; `joined` is set once the group assigned partitions.
+    /// A context over the host's offset tracker, reporting to `membership`.
     pub fn new(
         tracker: Arc<OffsetTracker>,
         stopping: Arc<AtomicBool>,
         drain_timeout: Duration,
         metrics: Metrics,
-        joined: Arc<AtomicBool>,
+        membership: Arc<Membership>,
     ) -> Self {
-        Self { tracker, stopping, drain_timeout, metrics, joined }
+        Self { tracker, stopping, drain_timeout, metrics, membership }
     }
 
     fn drain(&self, partitions: &TopicPartitionList) {
@@ -66,6 +75,14 @@ impl GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    /// Errors of the client itself (not of a request): failed authentication, TLS handshakes,
+    /// every broker down. librdkafka retries them; `/readyz` shows the latest while the consumer
+    /// has not joined its group.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::error!(%error, reason, "Kafka client error");
+        *self.membership.last_error.lock().expect("membership lock poisoned") = Some(reason.to_string());
+    }
+
     /// librdkafka statistics (`statistics.interval.ms`): consumer lag per partition and broker
     /// round-trip times. Only the fields Weft exports are read, so a newer librdkafka adding
     /// fields changes nothing.
@@ -158,7 +175,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(partitions) => {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 self.metrics.partitions_assigned.add(partitions.count() as i64);
-                self.joined.store(true, Ordering::SeqCst);
+                self.membership.joined.store(true, Ordering::SeqCst);
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
@@ -644,6 +661,7 @@ fn utf8_names<'a>(headers: &[crate::headers::HeaderBytes<'a>]) -> Result<Vec<Tex
 /// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are
 /// finished here; the rest become lane jobs.
 fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> Option<Job> {
+    let received = Instant::now();
     let topic = message.topic();
     let (partition, offset) = (message.partition(), message.offset());
     shared.metrics.received.with_label_values(&[topic]).inc();
@@ -688,7 +706,7 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
             tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; dead-lettering");
             shared.metrics.invalid.with_label_values(&[topic]).inc();
             let reason = (DlqReason::InvalidCloudevent, reason.to_string());
-            return Some(Job::refused(ticket, record(message), raw, reason, share));
+            return Some(Job::refused(ticket, record(message), raw, reason, share, received));
         }
     };
     let mut plugins = live.router.route(topic, &event);
@@ -714,14 +732,21 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         if shared.dead_letter_unrouted {
             let error =
                 format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
-            return Some(Job::refused(ticket, record(message), raw, (DlqReason::NoRoute, error), share));
+            return Some(Job::refused(
+                ticket,
+                record(message),
+                raw,
+                (DlqReason::NoRoute, error),
+                share,
+                received,
+            ));
         }
         shared.finish(&ticket);
         return None;
     }
     let record = Record { headers, ..record(message) };
     let pending = plugins.into_iter().map(|p| (p, 1)).collect();
-    Some(Job { ticket, event: Ok(event.into()), record, raw: Arc::new(raw), pending, share })
+    Some(Job { ticket, event: Ok(event.into()), record, raw: Arc::new(raw), pending, share, received })
 }
 
 /// The record as handlers see it, without its headers (those come from decoding).

@@ -57,13 +57,13 @@ impl Host {
         crate::dlq::ensure_topics(&config.kafka, &config.dlq, topics).await;
         let tracker = Arc::new(OffsetTracker::new());
         let stopping = Arc::new(AtomicBool::new(false));
-        let joined = Arc::new(AtomicBool::new(false));
+        let membership = Arc::new(crate::consumer::Membership::default());
         let context = GroupContext::new(
             tracker.clone(),
             stopping.clone(),
             Duration::from_millis(config.pipeline.drain_timeout_ms),
             metrics.clone(),
-            joined.clone(),
+            membership.clone(),
         );
         let consumer: WeftConsumer = kafka::consumer_config(&config.kafka)
             .create_with_context(context)
@@ -129,7 +129,7 @@ impl Host {
             let status = Arc::new(http::Status {
                 metrics: shared.metrics.clone(),
                 catalog: catalog.clone(),
-                joined,
+                membership,
                 health: health.clone(),
             });
             let (addr, task) = http::serve(config.http.listen, status, stop_rx.clone()).await?;

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use axum::Router;
@@ -25,8 +25,8 @@ pub struct Status {
     pub metrics: Metrics,
     /// The plugins in service, refusals and reloads.
     pub catalog: Arc<Catalog>,
-    /// Whether the consumer has joined its group.
-    pub joined: Arc<AtomicBool>,
+    /// Whether the consumer has joined its group, and if not, the latest client error.
+    pub membership: Arc<crate::consumer::Membership>,
     /// Whether the pipeline makes progress.
     pub health: Arc<crate::health::Health>,
 }
@@ -77,12 +77,14 @@ async fn ready(State(status): State<Arc<Status>>) -> Response {
     if status.catalog.live().topics.is_empty() {
         return (StatusCode::OK, "ready: no plugin subscribes to a topic (idle)\n").into_response();
     }
-    if status.joined.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the consumer has not joined its group yet\n")
-            .into_response()
+    if status.membership.joined.load(Ordering::SeqCst) {
+        return (StatusCode::OK, "ready\n").into_response();
     }
+    let mut body = String::from("not ready: the consumer has not joined its group yet\n");
+    if let Some(error) = status.membership.last_error.lock().expect("membership lock poisoned").as_deref() {
+        body.push_str(&format!("- the latest error from the Kafka client: {error}\n"));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 async fn plugins(State(status): State<Arc<Status>>) -> Response {

@@ -52,6 +52,8 @@ pub struct Job {
     pub pending: Vec<(Arc<Plugin>, u32)>,
     /// Its part of the host's in-flight count and bytes, given back when the job is dropped.
     pub share: Share,
+    /// When the consumer handed the record to Weft: the start of Weft's own part of its delay.
+    pub received: std::time::Instant,
 }
 
 impl Job {
@@ -62,8 +64,9 @@ impl Job {
         raw: RawRecord,
         reason: (DlqReason, String),
         share: Share,
+        received: std::time::Instant,
     ) -> Self {
-        Self { ticket, event: Err(reason), record, raw: Arc::new(raw), pending: Vec::new(), share }
+        Self { ticket, event: Err(reason), record, raw: Arc::new(raw), pending: Vec::new(), share, received }
     }
 }
 
@@ -387,14 +390,19 @@ impl Lane {
         }
     }
 
-    /// Finishes a job every plugin is done with, recording its end-to-end delay.
+    /// Finishes a job every plugin is done with, recording its end-to-end delay and Weft's part of it.
     fn done(&self, job: &Job) {
+        let metrics = &self.shared.metrics;
+        metrics
+            .event_host_time
+            .with_label_values(&[&job.record.topic])
+            .observe(job.received.elapsed().as_secs_f64());
         if let Some(ts) = job.record.timestamp_ms {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             let delay = (now - ts).max(0) as f64 / 1e3;
-            self.shared.metrics.event_delay.with_label_values(&[&job.record.topic]).observe(delay);
+            metrics.event_delay.with_label_values(&[&job.record.topic]).observe(delay);
         }
         self.shared.finish(&job.ticket);
     }

@@ -12,6 +12,11 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// End-to-end delays from 1 ms to 1 h.
+/// Weft's own part of an event's delay: sub-millisecond when nothing waits, up to the longest
+/// retry schedule when something does.
+const HOST_TIME_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
 const DELAY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
     3600.0,
@@ -58,6 +63,9 @@ pub struct Metrics {
     pub broker_rtt: prometheus::GaugeVec,
     /// Time from the record's timestamp to the end of its handling, by topic.
     pub event_delay: HistogramVec,
+    /// Time from the record reaching Weft to the end of its handling, by topic: Weft's own part of
+    /// the delay (decoding, waiting for a lane, the plugin calls, retries, emit acknowledgements).
+    pub event_host_time: HistogramVec,
     /// Memory (all linear memories and tables) of a plugin's largest instance, in bytes.
     pub plugin_memory: IntGaugeVec,
     /// Age of the oldest event fetched from a partition and not finished yet, by topic and
@@ -202,6 +210,12 @@ impl Metrics {
             DELAY_BUCKETS,
             &["topic"],
         );
+        let event_host_time = histogram(
+            "weft_event_host_seconds",
+            "Time from the record reaching Weft (returned by the consumer) until every plugin finished with it.",
+            HOST_TIME_BUCKETS,
+            &["topic"],
+        );
         let plugin_memory = register(
             &registry,
             IntGaugeVec::new(
@@ -299,6 +313,7 @@ impl Metrics {
             not_ready,
             plugin_log_dropped,
             event_delay,
+            event_host_time,
             dead_lettered,
             dlq_write_failures,
             parked,

@@ -450,7 +450,8 @@ mod tests {
         std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
         std::fs::write(&foreign, b"not a compiled plugin").unwrap();
 
-        let runtime = Runtime::with_options(&RuntimeOptions { fuel: false, cache_dir: Some(dir.clone()) }).unwrap();
+        let runtime =
+            Runtime::with_options(&RuntimeOptions { fuel: false, cache_dir: Some(dir.clone()) }).unwrap();
         let component = wat::parse_str("(component)").unwrap();
         wasmtime::component::Component::new(runtime.engine(), &component).unwrap();
         // wasmtime's cache worker cleans its directory after the first write, holding a

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Weft's whole test suite from a clean checkout: installs what it needs (the wasm32-wasip2
-# target, the tansu test broker, componentize-js from npm and componentize-py
-# from PyPI for the JavaScript and Python plugins), starts the
-# broker on a free loopback port, runs every test, and stops the broker. Extra arguments go to `cargo test`.
+# target, the tansu test broker, componentize-js from npm and componentize-py from PyPI for the
+# JavaScript and Python plugins, Debian's clang for the C one and socat for the secured broker),
+# starts the brokers on free loopback ports (a plain one, and one that takes only SASL_SSL with
+# SCRAM-SHA-256), runs every test, and stops the brokers. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,13 @@ trap 'scripts/kafka.sh stop' EXIT
 WEFT_TEST_BROKERS=$(scripts/kafka.sh start)
 export WEFT_TEST_BROKERS
 echo "test broker: $WEFT_TEST_BROKERS" >&2
+# The secured broker (SASL_SSL, SCRAM-SHA-256) and what a client needs to reach it.
+WEFT_TEST_SECURE_BROKERS=$(scripts/kafka.sh start-secure)
+WEFT_TEST_SECURE_CA="$WEFT_KAFKA_STATE/secure/ca.pem"
+WEFT_TEST_SECURE_USER=$(cat "$WEFT_KAFKA_STATE/secure/user")
+WEFT_TEST_SECURE_PASSWORD=$(cat "$WEFT_KAFKA_STATE/secure/password")
+export WEFT_TEST_SECURE_BROKERS WEFT_TEST_SECURE_CA WEFT_TEST_SECURE_USER WEFT_TEST_SECURE_PASSWORD
+echo "secured test broker: $WEFT_TEST_SECURE_BROKERS" >&2
 
 # The Rust plugin SDK's own tests and the recurring example's calendar run natively (the guest
 # workspace is built for wasm32-wasip2 by the test crates' build scripts).

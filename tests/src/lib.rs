@@ -340,19 +340,30 @@ pub async fn read(topic: &str, count: usize, timeout: Duration) -> Vec<Output> {
 }
 
 /// Reads `topic` from the beginning until `done` says so or `timeout` passed.
-pub async fn read_until(
+pub async fn read_until(topic: &str, timeout: Duration, done: impl FnMut(&[Output]) -> bool) -> Vec<Output> {
+    let mut reader = ClientConfig::new();
+    reader
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest");
+    read_until_with(reader, topic, timeout, done).await
+}
+
+/// Reads `count` records of `topic` with the consumer settings `reader` (a cluster other than the
+/// test broker, credentials), or what arrived within `timeout`.
+pub async fn read_with(reader: ClientConfig, topic: &str, count: usize, timeout: Duration) -> Vec<Output> {
+    read_until_with(reader, topic, timeout, |outputs| outputs.len() >= count).await
+}
+
+/// [`read_until`] with the consumer settings `reader`.
+pub async fn read_until_with(
+    mut reader: ClientConfig,
     topic: &str,
     timeout: Duration,
     mut done: impl FnMut(&[Output]) -> bool,
 ) -> Vec<Output> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("reader");
+    let consumer: StreamConsumer =
+        reader.set("enable.auto.commit", "false").set("fetch.wait.max.ms", "10").create().expect("reader");
     consumer.subscribe(&[topic]).expect("subscribe");
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();

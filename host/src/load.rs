@@ -51,15 +51,21 @@ pub struct LoadReport {
     pub throughput: f64,
     /// End-to-end latency percentiles, in milliseconds: p50, p99, p999, max.
     pub latency_ms: [f64; 4],
+    /// Weft's own part of it (`weft_event_host_seconds`: the record returned by the consumer until
+    /// the plugin finished with it), in milliseconds, at bucket resolution: the upper bounds of the
+    /// buckets holding p50, p99, p999.
+    pub host_ms: [f64; 3],
 }
 
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let [p50, p99, p999, max] = self.latency_ms;
+        let [own50, own99, own999] = self.host_ms;
         write!(
             f,
             "sent {}  handled {}  dead-lettered {}  lost {}  duplicates {}\n\
-             throughput {:.0} events/s  latency p50 {p50:.2} ms  p99 {p99:.2} ms  p999 {p999:.2} ms  max {max:.2} ms",
+             throughput {:.0} events/s  latency p50 {p50:.2} ms  p99 {p99:.2} ms  p999 {p999:.2} ms  max {max:.2} ms\n\
+             of which Weft (weft_event_host_seconds): p50 ≤ {own50} ms  p99 ≤ {own99} ms  p999 ≤ {own999} ms",
             self.sent, self.handled, self.dead_lettered, self.lost, self.duplicates, self.throughput
         )
     }
@@ -222,6 +228,8 @@ pub async fn run(options: LoadOptions, mut progress: impl FnMut(&str)) -> anyhow
             percentile(&mut latencies, 0.999),
             percentile(&mut latencies, 1.0),
         ],
+        host_ms: [0.5, 0.99, 0.999]
+            .map(|q| crate::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3),
     };
     tokio::task::spawn_blocking(move || {
         let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(1));

@@ -121,6 +121,31 @@ pub fn total(counters: &IntCounterVec) -> u64 {
         .sum()
 }
 
+/// The upper bound of the bucket that holds the `q`-quantile of every sample of `histograms`,
+/// whatever their labels (`+inf` past the last bucket, 0 without samples).
+pub fn bucket_quantile(histograms: &HistogramVec, q: f64) -> f64 {
+    use prometheus::core::Collector;
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    let mut count = 0;
+    for family in histograms.collect() {
+        for metric in family.get_metric() {
+            let histogram = metric.get_histogram();
+            count += histogram.get_sample_count();
+            for (i, bucket) in histogram.get_bucket().iter().enumerate() {
+                match buckets.get_mut(i) {
+                    Some((_, cumulative)) => *cumulative += bucket.cumulative_count(),
+                    None => buckets.push((bucket.upper_bound(), bucket.cumulative_count())),
+                }
+            }
+        }
+    }
+    if count == 0 {
+        return 0.0;
+    }
+    let rank = (count as f64 * q).ceil() as u64;
+    buckets.iter().find(|(_, cumulative)| *cumulative >= rank).map_or(f64::INFINITY, |(bound, _)| *bound)
+}
+
 impl Metrics {
     /// The series of plugin `id`.
     pub fn plugin_series(&self, id: &str) -> PluginSeries {
@@ -402,5 +427,21 @@ mod tests {
         m.invalid.with_label_values(&["orders"]).inc();
         let text = m.render();
         assert!(text.contains("weft_events_invalid_total{topic=\"orders\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn bucket_quantiles_merge_every_series() {
+        let histograms =
+            HistogramVec::new(HistogramOpts::new("h", "h").buckets(vec![0.001, 0.005, 0.01]), &["topic"])
+                .unwrap();
+        assert_eq!(bucket_quantile(&histograms, 0.99), 0.0, "no samples");
+        for _ in 0..98 {
+            histograms.with_label_values(&["a"]).observe(0.0005);
+        }
+        histograms.with_label_values(&["b"]).observe(0.004);
+        histograms.with_label_values(&["b"]).observe(0.5);
+        assert_eq!(bucket_quantile(&histograms, 0.5), 0.001);
+        assert_eq!(bucket_quantile(&histograms, 0.99), 0.005);
+        assert_eq!(bucket_quantile(&histograms, 1.0), f64::INFINITY);
     }
 }

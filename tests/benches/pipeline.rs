@@ -200,35 +200,15 @@ async fn latency(rate: u64) {
     report("weft, echo (two hops)", received.await.unwrap());
     // Weft's own part, which no broker delay enters: the record returned by the consumer until
     // echo finished with it (its emitted event acknowledged included), at bucket resolution.
-    let (count, bounds) = bucket_quantiles(&host.metrics().event_host_time, &[0.5, 0.99, 0.999]);
-    let ms = |bound: f64| format!("{:.2}", bound * 1e3);
+    let own = |q| format!("{:.2}", weft::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3);
     println!(
-        "{:<36} p50 ≤ {:>5} ms  p99 ≤ {:>5} ms  p999 ≤ {:>5} ms  ({count} events, weft_event_host_seconds)",
+        "{:<36} p50 ≤ {:>5} ms  p99 ≤ {:>5} ms  p999 ≤ {:>5} ms  (weft_event_host_seconds)",
         "weft's own part",
-        ms(bounds[0]),
-        ms(bounds[1]),
-        ms(bounds[2])
+        own(0.5),
+        own(0.99),
+        own(0.999)
     );
     host.shutdown().await.expect("weft stops");
-}
-
-/// The sample count of a one-series histogram and the upper bound of the bucket holding each
-/// quantile of `quantiles`.
-fn bucket_quantiles(histogram: &prometheus::HistogramVec, quantiles: &[f64]) -> (u64, Vec<f64>) {
-    use prometheus::core::Collector;
-    let families = histogram.collect();
-    let metric = &families[0].get_metric()[0];
-    let histogram = metric.get_histogram();
-    let count = histogram.get_sample_count();
-    let bounds = quantiles
-        .iter()
-        .map(|q| {
-            let rank = (count as f64 * q).ceil() as u64;
-            let bucket = histogram.get_bucket().iter().find(|b| b.cumulative_count() >= rank);
-            bucket.map_or(f64::INFINITY, |b| b.upper_bound())
-        })
-        .collect();
-    (count, bounds)
 }
 
 fn latency_reader(brokers: &str, topic: &str) -> BaseConsumer {

@@ -192,7 +192,7 @@ async fn latency(rate: u64) {
         ..Default::default()
     };
     config.plugin.insert("echo".into(), settings);
-    let host = weft::Host::start(config).await.expect("weft starts");
+    let host = weft::Host::start(config.clone()).await.expect("weft starts");
     let reader = latency_reader(&brokers, "out");
     let received = tokio::task::spawn_blocking(move || read_latencies(&reader, events));
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -200,15 +200,38 @@ async fn latency(rate: u64) {
     report("weft, echo (two hops)", received.await.unwrap());
     // Weft's own part, which no broker delay enters: the record returned by the consumer until
     // echo finished with it (its emitted event acknowledged included), at bucket resolution.
+    own_part("weft's own part, echo", &host);
+    host.shutdown().await.expect("weft stops");
+
+    // The same events through the no-op handler: Weft's own part with no emitted event's
+    // acknowledgement (and the producer's `linger.ms`) in it.
+    mock.create_topic("in-noop", PARTITIONS, 1).unwrap();
+    config.kafka.group_id = unique("bench-latency-noop");
+    let settings = weft::config::PluginConfig {
+        config: [("topic", "in-noop"), ("noop", "1")].map(|(k, v)| (k.into(), v.into())).into(),
+        ..Default::default()
+    };
+    config.plugin.insert("echo".into(), settings);
+    let host = weft::Host::start(config).await.expect("weft starts");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    paced(&brokers, "in-noop", events, rate).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while weft::metrics::total(&host.metrics().handled) < events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    own_part("weft's own part, no-op", &host);
+    host.shutdown().await.expect("weft stops");
+}
+
+/// Prints Weft's own part of the delay (`weft_event_host_seconds`) at bucket resolution.
+fn own_part(name: &str, host: &weft::Host) {
     let own = |q| format!("{:.2}", weft::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3);
     println!(
-        "{:<36} p50 ≤ {:>5} ms  p99 ≤ {:>5} ms  p999 ≤ {:>5} ms  (weft_event_host_seconds)",
-        "weft's own part",
+        "{name:<36} p50 ≤ {:>5} ms  p99 ≤ {:>5} ms  p999 ≤ {:>5} ms  (weft_event_host_seconds)",
         own(0.5),
         own(0.99),
         own(0.999)
     );
-    host.shutdown().await.expect("weft stops");
 }
 
 fn latency_reader(brokers: &str, topic: &str) -> BaseConsumer {

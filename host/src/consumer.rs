@@ -176,6 +176,10 @@ impl ConsumerContext for GroupContext {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 self.metrics.partitions_assigned.add(partitions.count() as i64);
                 self.membership.joined.store(true, Ordering::SeqCst);
+                // A series at 0 from the start, so that the first skip is an increase.
+                for p in partitions.elements() {
+                    self.metrics.offsets_skipped.with_label_values(&[p.topic()]).inc_by(0);
+                }
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),

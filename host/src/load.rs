@@ -51,6 +51,10 @@ pub struct LoadReport {
     pub throughput: f64,
     /// End-to-end latency percentiles, in milliseconds: p50, p99, p999, max.
     pub latency_ms: [f64; 4],
+    /// Offsets of the input the broker no longer had when Weft asked for them
+    /// (`weft_offsets_skipped_total`): records deleted before they were read, by retention on a
+    /// cluster that cannot keep up. Lost at the broker, never seen by Weft.
+    pub skipped_by_broker: u64,
     /// Weft's own part of it (`weft_event_host_seconds`: the record returned by the consumer until
     /// the plugin finished with it), in milliseconds, at bucket resolution: the upper bounds of the
     /// buckets holding p50, p99, p999.
@@ -67,7 +71,16 @@ impl std::fmt::Display for LoadReport {
              throughput {:.0} events/s  latency p50 {p50:.2} ms  p99 {p99:.2} ms  p999 {p999:.2} ms  max {max:.2} ms\n\
              of which Weft (weft_event_host_seconds): p50 ≤ {own50} ms  p99 ≤ {own99} ms  p999 ≤ {own999} ms",
             self.sent, self.handled, self.dead_lettered, self.lost, self.duplicates, self.throughput
-        )
+        )?;
+        if self.skipped_by_broker > 0 {
+            write!(
+                f,
+                "\nthe cluster deleted {} input records before they could be read (retention): lost at the \
+                 broker, before Weft; the load is more than this cluster keeps up with",
+                self.skipped_by_broker
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -228,6 +241,7 @@ pub async fn run(options: LoadOptions, mut progress: impl FnMut(&str)) -> anyhow
             percentile(&mut latencies, 0.999),
             percentile(&mut latencies, 1.0),
         ],
+        skipped_by_broker: crate::metrics::total(&host.metrics().offsets_skipped),
         host_ms: [0.5, 0.99, 0.999]
             .map(|q| crate::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3),
     };

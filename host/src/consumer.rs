@@ -44,9 +44,10 @@ pub struct GroupContext {
 pub struct Membership {
     /// Set at the first assignment (even an empty one): the consumer has joined its group.
     pub joined: AtomicBool,
-    /// The latest error the Kafka client reported (authentication, TLS, unreachable brokers):
-    /// why the consumer has not joined, when it has not.
-    pub last_error: std::sync::Mutex<Option<String>>,
+    /// The latest error the Kafka client reported of each kind (authentication, TLS, unreachable
+    /// brokers, …): why the consumer has not joined, when it has not. By kind, so that a generic
+    /// "all brokers are down" that follows a failed authentication does not hide it.
+    pub errors: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl GroupContext {
@@ -76,11 +77,12 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     /// Errors of the client itself (not of a request): failed authentication, TLS handshakes,
-    /// every broker down. librdkafka retries them; `/readyz` shows the latest while the consumer
-    /// has not joined its group.
+    /// every broker down. librdkafka retries them; `/readyz` shows the latest of each kind while
+    /// the consumer has not joined its group.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::error!(%error, reason, "Kafka client error");
-        *self.membership.last_error.lock().expect("membership lock poisoned") = Some(reason.to_string());
+        let kind = error.rdkafka_error_code().map_or_else(|| error.to_string(), |code| format!("{code:?}"));
+        self.membership.errors.lock().expect("membership lock poisoned").insert(kind, reason.to_string());
     }
 
     /// librdkafka statistics (`statistics.interval.ms`): consumer lag per partition and broker

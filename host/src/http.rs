@@ -25,7 +25,7 @@ pub struct Status {
     pub metrics: Metrics,
     /// The plugins in service, refusals and reloads.
     pub catalog: Arc<Catalog>,
-    /// Whether the consumer has joined its group, and if not, the latest client error.
+    /// Whether the consumer has joined its group, and if not, the client's latest errors.
     pub membership: Arc<crate::consumer::Membership>,
     /// Whether the pipeline makes progress.
     pub health: Arc<crate::health::Health>,
@@ -81,8 +81,8 @@ async fn ready(State(status): State<Arc<Status>>) -> Response {
         return (StatusCode::OK, "ready\n").into_response();
     }
     let mut body = String::from("not ready: the consumer has not joined its group yet\n");
-    if let Some(error) = status.membership.last_error.lock().expect("membership lock poisoned").as_deref() {
-        body.push_str(&format!("- the latest error from the Kafka client: {error}\n"));
+    for error in status.membership.errors.lock().expect("membership lock poisoned").values() {
+        body.push_str(&format!("- the Kafka client reports: {error}\n"));
     }
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }

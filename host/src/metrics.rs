@@ -11,12 +11,12 @@ const DURATION_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// End-to-end delays from 1 ms to 1 h.
 /// Weft's own part of an event's delay: sub-millisecond when nothing waits, up to the longest
 /// retry schedule when something does.
 const HOST_TIME_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
 ];
+/// End-to-end delays from 1 ms to 1 h.
 const DELAY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
     3600.0,

@@ -1,7 +1,8 @@
 //! The four example systems under examples/, end to end against the broker: each example's own
 //! weft.toml, plugins and sample records (examples/<name>/records.jsonl, written with
 //! `weft::produce`, the code behind `weft produce`), plus generated load where ordering or volume
-//! matters. Topic names get a per-run suffix so the tests can run again on the same broker.
+//! matters. Topic names get a per-run suffix so the tests can run again on the same broker; each
+//! plugin is subscribed to what its own `describe()` asks for, on the renamed topics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -51,24 +52,30 @@ impl Example {
         config.http = test.http;
         config.validate().expect("the example's configuration is valid");
         let records = weft::produce::parse(&records_text).expect("records.jsonl parses");
-        Example { config, records, topics: renamed }
+        let mut example = Example { config, records, topics: renamed };
+        for (id, path) in plugins {
+            example.subscribe_as_described(id, path).await;
+        }
+        example
+    }
+
+    /// Subscribes plugin `id` to what its `describe()` asks for, on this run's topics (a topic
+    /// the example does not list is a failure: the plugin and the example disagree).
+    async fn subscribe_as_described(&mut self, id: &str, path: &Path) {
+        let plugin = weft::invoke::check(path, &Default::default()).await.expect("the plugin loads");
+        let subscriptions = plugin
+            .description
+            .subscriptions
+            .iter()
+            .map(|s| SubscriptionSpec { topic: self.topic(&s.topic), ..s.clone() })
+            .collect();
+        let settings = self.config.plugin.get_mut(id).expect("the example configures the plugin");
+        settings.subscriptions = Some(subscriptions);
     }
 
     /// This run's name of the example's `topic`.
     fn topic(&self, topic: &str) -> String {
         self.topics[topic].clone()
-    }
-
-    /// Subscribes plugin `id` to this run's `topic` with `types` (what its `describe()` asks for
-    /// the example's topic name).
-    fn subscribe(&mut self, id: &str, topic: &str, types: &[&str], sources: &[&str]) {
-        let topic = self.topic(topic);
-        let plugin = self.config.plugin.get_mut(id).expect("the example configures the plugin");
-        plugin.subscriptions = Some(vec![SubscriptionSpec {
-            topic,
-            types: types.iter().map(|t| t.to_string()).collect(),
-            sources: sources.iter().map(|s| s.to_string()).collect(),
-        }]);
     }
 
     /// Writes the example's records and then `extra`, as `weft produce` does.
@@ -119,11 +126,7 @@ async fn todo_app_plain_json_through_rust_javascript_and_python_plugins() {
     ];
     let topics =
         [("task-events", 3), ("reminders", 1), ("audit-log", 1), ("task-updates", 1), ("notifications", 1)];
-    let mut example = Example::load("todo", &topics, &plugins).await;
-    example.subscribe("audit", "task-events", &["com.example.task.*"], &[]);
-    example.subscribe("recurring", "task-events", &["com.example.task.completed"], &[]);
-    example.subscribe("task-updates", "task-events", &["com.example.task.*"], &[]);
-    example.subscribe("notifications", "reminders", &["com.example.reminder.*"], &[]);
+    let example = Example::load("todo", &topics, &plugins).await;
     let host = weft::Host::start(example.config.clone()).await.expect("host starts with the Todo plugins");
     example.produce(&[]).await;
 
@@ -192,8 +195,7 @@ async fn todo_app_plain_json_through_rust_javascript_and_python_plugins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_sagas_keep_each_orders_steps_in_order_and_carry_the_trace() {
     let topics = [("oms.saga.events", 3), ("oms.order.events", 3)];
-    let mut example = Example::load("orders", &topics, &[("order-saga", built("order-saga"))]).await;
-    example.subscribe("order-saga", "oms.saga.events", &["com.example.oms.saga.*"], &[]);
+    let example = Example::load("orders", &topics, &[("order-saga", built("order-saga"))]).await;
     let saga_topic = example.topic("oms.saga.events");
     // Forty more orders, each through the whole saga, their steps interleaved.
     const STEPS: [(&str, Option<&str>, &str); 5] = [
@@ -271,12 +273,6 @@ async fn platform_resource_events_retry_until_their_kind_is_deployed() {
     let topics = [("platform.resource.events", 1), ("platform.resource.index", 1)];
     let mut example =
         Example::load("platform", &topics, &[("resource-catalog", built("resource-catalog"))]).await;
-    example.subscribe(
-        "resource-catalog",
-        "platform.resource.events",
-        &["aikernel.catalog.resource.*"],
-        &["aikernel.catalog"],
-    );
     // The kinds directory, with the example's definitions, where the test can add one.
     let kinds = std::env::temp_dir().join(unique("weft-kinds"));
     std::fs::create_dir_all(&kinds).unwrap();
@@ -331,8 +327,7 @@ async fn platform_resource_events_retry_until_their_kind_is_deployed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detection_frames_across_six_partitions_become_one_alert_per_frame() {
     let topics = [("detection-events", 6), ("detection-alerts", 6)];
-    let mut example = Example::load("detection", &topics, &[("detection", built("detection"))]).await;
-    example.subscribe("detection", "detection-events", &["com.example.detection.frame"], &[]);
+    let example = Example::load("detection", &topics, &[("detection", built("detection"))]).await;
     let frames = example.topic("detection-events");
     // 24 cameras, 25 frames each: a person at 0.9 in every third frame, at 0.3 in the others.
     let mut generated = Vec::new();

@@ -2,7 +2,7 @@
 //! every record, and the commit bookkeeping. The loop knows nothing about WebAssembly: it hands
 //! routed events to the lanes (`lanes.rs`) and stores offsets when the lanes say an event is done.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,13 +13,13 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use crate::bindings::Delivery;
 use crate::catalog::{Catalog, Live};
 use crate::decode::{DecodeError, decode};
 use crate::dlq::{self, DeadLetters, RawRecord};
-use crate::event::Record;
 use crate::in_flight::InFlight;
 use crate::lanes::{Job, Lanes, TrySend};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TopicSeries};
 use crate::offsets::{OffsetTracker, Ticket};
 use crate::retry::DlqReason;
 
@@ -296,6 +296,7 @@ pub async fn fetch_loop(
     let mut subscribed: Vec<String> = Vec::new();
     follow_topics(&shared, &catalog.live().topics, &mut subscribed);
     let mut held = Held::new(lanes.count());
+    let mut topics = Topics::default();
     let mut pauses = Pauses::default();
     let mut tick = tokio::time::interval(STORE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,7 +338,7 @@ pub async fn fetch_loop(
                     pauses.set_aside(&shared, &message);
                     continue;
                 }
-                if let Some(job) = accept(&shared, &live, &message)
+                if let Some(job) = accept(&shared, &live, &mut topics, &message)
                     && !held.offer(&lanes, job)
                     && stuck
                 {
@@ -664,14 +665,35 @@ fn utf8_names<'a>(headers: &[crate::headers::HeaderBytes<'a>]) -> Result<Vec<Tex
         .collect()
 }
 
+/// The resolved series of each topic seen (see [`TopicSeries`]), owned by the fetch loop.
+#[derive(Default)]
+struct Topics(HashMap<Arc<str>, Arc<TopicSeries>>);
+
+impl Topics {
+    fn get(&mut self, shared: &Shared, topic: &str) -> Arc<TopicSeries> {
+        if let Some(series) = self.0.get(topic) {
+            return series.clone();
+        }
+        let series = Arc::new(shared.metrics.topic_series(topic));
+        self.0.insert(series.topic.clone(), series.clone());
+        series
+    }
+}
+
 /// Decodes and routes one record. Records that are not CloudEvents, and events no plugin wants, are
 /// finished here; the rest become lane jobs.
-fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> Option<Job> {
+fn accept(
+    shared: &Arc<Shared>,
+    live: &Live,
+    topics: &mut Topics,
+    message: &BorrowedMessage<'_>,
+) -> Option<Job> {
     let received = Instant::now();
     let topic = message.topic();
+    let series = topics.get(shared, topic);
     let (partition, offset) = (message.partition(), message.offset());
-    shared.metrics.received.with_label_values(&[topic]).inc();
-    let (ticket, skipped) = shared.tracker.fetched(topic, partition, offset);
+    series.received.inc();
+    let (ticket, skipped) = shared.tracker.fetched(&series.topic, partition, offset, received);
     if skipped > 0 {
         // Normal where a topic is compacted or written in transactions; on a plain topic, the
         // broker did not return records that exist.
@@ -687,7 +709,7 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
     // Names and values as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
     let header_bytes = message.headers().map(crate::headers::read).unwrap_or_default();
     let raw = RawRecord {
-        topic: topic.to_string(),
+        topic: series.topic.clone(),
         partition,
         offset,
         key: message.key().map(<[u8]>::to_vec),
@@ -706,13 +728,15 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         };
         decoded.map(|decoded| (decoded, replay_plugin))
     });
+    let refused = |reason, raw, share| {
+        Some(Job::refused(ticket.clone(), record(message), raw, reason, share, series.clone(), received))
+    };
     let ((event, headers), replay_plugin) = match decoded {
         Ok(decoded) => decoded,
         Err(reason) => {
             tracing::warn!(topic, partition, offset, %reason, "record is not a valid CloudEvent; dead-lettering");
             shared.metrics.invalid.with_label_values(&[topic]).inc();
-            let reason = (DlqReason::InvalidCloudevent, reason.to_string());
-            return Some(Job::refused(ticket, record(message), raw, reason, share, received));
+            return refused((DlqReason::InvalidCloudevent, reason.to_string()), raw, share);
         }
     };
     let mut plugins = live.router.route(topic, &event);
@@ -738,31 +762,35 @@ fn accept(shared: &Arc<Shared>, live: &Live, message: &BorrowedMessage<'_>) -> O
         if shared.dead_letter_unrouted {
             let error =
                 format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
-            return Some(Job::refused(
-                ticket,
-                record(message),
-                raw,
-                (DlqReason::NoRoute, error),
-                share,
-                received,
-            ));
+            return refused((DlqReason::NoRoute, error), raw, share);
         }
         shared.finish(&ticket);
         return None;
     }
-    let record = Record { headers, ..record(message) };
+    let record = Delivery { headers, ..record(message) };
     let pending = plugins.into_iter().map(|p| (p, 1)).collect();
-    Some(Job { ticket, event: Ok(event.into()), record, raw: Arc::new(raw), pending, share, received })
+    Some(Job {
+        ticket,
+        event: Ok(event.into()),
+        record,
+        raw: Arc::new(raw),
+        pending,
+        share,
+        series,
+        received,
+    })
 }
 
-/// The record as handlers see it, without its headers (those come from decoding).
-fn record(message: &BorrowedMessage<'_>) -> Record {
-    Record {
+/// The record as handlers see it (the `delivery` argument of the first attempt), without its
+/// headers (those come from decoding).
+fn record(message: &BorrowedMessage<'_>) -> Delivery {
+    Delivery {
         topic: message.topic().to_string(),
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
         timestamp_ms: message.timestamp().to_millis(),
+        attempt: 1,
         headers: Vec::new(),
     }
 }

@@ -47,8 +47,8 @@ pub const MAX_ERROR_BYTES: usize = 1024;
 /// A record exactly as it was read, kept so it can be dead-lettered unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by the records of the topic).
+    pub topic: std::sync::Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.
@@ -242,7 +242,7 @@ pub fn dead_letter_headers(record: &RawRecord, letter: &Letter<'_>) -> OwnedHead
         (ERROR, truncate(letter.error, MAX_ERROR_BYTES).to_string()),
         (ATTEMPTS, letter.attempts.to_string()),
         (TIME, now.to_string()),
-        (ORIGINAL_TOPIC, record.topic.clone()),
+        (ORIGINAL_TOPIC, record.topic.to_string()),
         (ORIGINAL_PARTITION, record.partition.to_string()),
         (ORIGINAL_OFFSET, record.offset.to_string()),
     ];

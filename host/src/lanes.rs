@@ -24,11 +24,11 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::bindings::{self, Cloudevent};
+use crate::bindings::{Cloudevent, Delivery};
 use crate::consumer::Shared;
 use crate::dlq::{Letter, RawRecord};
-use crate::event::Record;
 use crate::in_flight::Share;
+use crate::metrics::TopicSeries;
 use crate::offsets::Ticket;
 use crate::plugin::{Emits, Failure, Plugin};
 use crate::retry::{Decision, DlqReason};
@@ -44,14 +44,17 @@ pub struct Job {
     /// records take the same way as events (same lane, same backpressure), so a burst of them is
     /// bounded like any other work.
     pub event: Result<Cloudevent, (DlqReason, String)>,
-    /// The record it came from, as handlers see it.
-    pub record: Record,
+    /// The record it came from, as handlers see it: the `delivery` argument, whose `attempt` is
+    /// set at each call (built once, not copied for each call).
+    pub record: Delivery,
     /// The record byte for byte, for the dead-letter topic.
     pub raw: Arc<RawRecord>,
     /// The plugins that still have to handle it, each with its next attempt number (1-based).
     pub pending: Vec<(Arc<Plugin>, u32)>,
     /// Its part of the host's in-flight count and bytes, given back when the job is dropped.
     pub share: Share,
+    /// The metric series of its topic.
+    pub series: Arc<TopicSeries>,
     /// When the consumer handed the record to Weft: the start of Weft's own part of its delay.
     pub received: std::time::Instant,
 }
@@ -60,13 +63,15 @@ impl Job {
     /// A record refused before routing: it goes to the dead-letter topic for `reason`.
     pub fn refused(
         ticket: Ticket,
-        record: Record,
+        record: Delivery,
         raw: RawRecord,
         reason: (DlqReason, String),
         share: Share,
+        series: Arc<TopicSeries>,
         received: std::time::Instant,
     ) -> Self {
-        Self { ticket, event: Err(reason), record, raw: Arc::new(raw), pending: Vec::new(), share, received }
+        let raw = Arc::new(raw);
+        Self { ticket, event: Err(reason), record, raw, pending: Vec::new(), share, series, received }
     }
 }
 
@@ -112,8 +117,8 @@ impl Lanes {
     }
 
     /// The lane of `record`: by key, or by partition for keyless records.
-    pub fn lane(&self, record: &Record) -> usize {
-        lane_of(record, self.senders.len())
+    pub fn lane(&self, record: &Delivery) -> usize {
+        lane_of(&record.topic, record.partition, record.key.as_deref(), self.senders.len())
     }
 
     /// Queues `job` on `lane` (its [`Lanes::lane`]) if the lane has room; gives it back if the
@@ -142,13 +147,14 @@ pub enum TrySend {
     Closed,
 }
 
-/// The lane for a record among `lanes`: by key, or by partition for keyless records.
-pub fn lane_of(record: &Record, lanes: usize) -> usize {
+/// The lane among `lanes` of a record of `topic` and `partition` with `key`: by key, or by
+/// partition for keyless records.
+pub fn lane_of(topic: &str, partition: i32, key: Option<&[u8]>, lanes: usize) -> usize {
     // Hash the borrowed key (no per-event copy); same key, same lane, like `ParkKey`.
     let mut hasher = DefaultHasher::new();
-    match &record.key {
+    match key {
         Some(key) => key.hash(&mut hasher),
-        None => (&record.topic, record.partition).hash(&mut hasher),
+        None => (topic, partition).hash(&mut hasher),
     }
     (hasher.finish() % lanes as u64) as usize
 }
@@ -190,7 +196,7 @@ struct ParkKey {
 }
 
 impl ParkKey {
-    fn of(record: &Record) -> Self {
+    fn of(record: &Delivery) -> Self {
         Self { topic: record.topic.clone(), partition: record.partition, key: record.key.clone() }
     }
 }
@@ -392,17 +398,12 @@ impl Lane {
 
     /// Finishes a job every plugin is done with, recording its end-to-end delay and Weft's part of it.
     fn done(&self, job: &Job) {
-        let metrics = &self.shared.metrics;
-        metrics
-            .event_host_time
-            .with_label_values(&[&job.record.topic])
-            .observe(job.received.elapsed().as_secs_f64());
+        job.series.host_time.observe(job.received.elapsed().as_secs_f64());
         if let Some(ts) = job.record.timestamp_ms {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            let delay = (now - ts).max(0) as f64 / 1e3;
-            metrics.event_delay.with_label_values(&[&job.record.topic]).observe(delay);
+            job.series.delay.observe((now - ts).max(0) as f64 / 1e3);
         }
         self.shared.finish(&job.ticket);
     }
@@ -451,6 +452,7 @@ impl Lane {
                 removed = true;
                 continue;
             }
+            job.record.attempt = attempt;
             let span = event_span(job, event, &plugin, attempt);
             // The handler call continues the input's trace as a child span.
             let trace = event
@@ -465,7 +467,7 @@ impl Lane {
                     span.record("parent_span_id", parent.span_id.as_str());
                     child.to_string()
                 });
-            match self.call(job, event, &plugin, attempt, trace.as_deref()).instrument(span.clone()).await {
+            match self.call(job, event, &plugin, trace.as_deref()).instrument(span.clone()).await {
                 Ok(emits) if emits.settled() => self.handled(job, &plugin, emits.count()),
                 Ok(emits) => acks.push(Ack { plugin, attempt, emits }),
                 Err(failure) => {
@@ -561,10 +563,9 @@ impl Lane {
     }
 
     fn handled(&self, job: &Job, plugin: &Plugin, emitted: usize) {
-        let metrics = &self.shared.metrics;
-        metrics.handled.with_label_values(&[&job.record.topic, &plugin.id]).inc();
+        job.series.handled(&plugin.id);
         if emitted > 0 {
-            plugin.series(metrics).emitted.inc_by(emitted as u64);
+            plugin.series(&self.shared.metrics).emitted.inc_by(emitted as u64);
         }
     }
 
@@ -575,12 +576,10 @@ impl Lane {
         job: &Job,
         event: &Cloudevent,
         plugin: &Plugin,
-        attempt: u32,
         traceparent: Option<&str>,
     ) -> Result<Emits, Failure> {
-        let delivery = bindings::delivery(&job.record, attempt);
         let started = Instant::now();
-        let result = plugin.call(event, &delivery, traceparent).await;
+        let result = plugin.call(event, &job.record, traceparent).await;
         let metrics = &self.shared.metrics;
         let series = plugin.series(metrics);
         series.handler_duration.observe(started.elapsed().as_secs_f64());
@@ -623,29 +622,30 @@ impl Outcome {
 mod tests {
     use super::*;
 
-    fn record(key: Option<&[u8]>, partition: i32) -> Record {
-        Record {
+    fn record(key: Option<&[u8]>, partition: i32) -> Delivery {
+        Delivery {
             topic: "t".into(),
             partition,
             offset: 0,
             key: key.map(<[u8]>::to_vec),
             timestamp_ms: None,
+            attempt: 1,
             headers: vec![],
         }
     }
 
     #[test]
     fn same_key_same_lane_and_keys_spread() {
-        let a = lane_of(&record(Some(b"user-1"), 0), 16);
-        assert_eq!(a, lane_of(&record(Some(b"user-1"), 0), 16));
+        let a = lane_of("t", 0, Some(b"user-1"), 16);
+        assert_eq!(a, lane_of("t", 0, Some(b"user-1"), 16));
         let used: std::collections::HashSet<_> =
-            (0..200).map(|i| lane_of(&record(Some(format!("user-{i}").as_bytes()), 0), 16)).collect();
+            (0..200).map(|i| lane_of("t", 0, Some(format!("user-{i}").as_bytes()), 16)).collect();
         assert!(used.len() > 12, "200 keys should spread over most of 16 lanes, used {}", used.len());
     }
 
     #[test]
     fn keyless_records_keep_partition_order() {
-        assert_eq!(lane_of(&record(None, 2), 16), lane_of(&record(None, 2), 16));
+        assert_eq!(lane_of("t", 2, None, 16), lane_of("t", 2, None, 16));
         assert_eq!(ParkKey::of(&record(None, 2)), ParkKey::of(&record(None, 2)));
         assert_ne!(ParkKey::of(&record(None, 2)), ParkKey::of(&record(None, 3)));
     }

@@ -110,6 +110,35 @@ pub struct PluginSeries {
     pub emitted: prometheus::IntCounter,
 }
 
+/// The series of one topic that every event of it updates, resolved once per topic: a label lookup
+/// hashes the label values and takes a lock, a resolved series is an atomic add.
+#[derive(Debug)]
+pub struct TopicSeries {
+    /// The topic, shared by every event of it instead of copied for each.
+    pub topic: std::sync::Arc<str>,
+    /// `weft_events_received_total{topic}`.
+    pub received: prometheus::IntCounter,
+    /// `weft_event_host_seconds{topic}`.
+    pub host_time: prometheus::Histogram,
+    /// `weft_event_delay_seconds{topic}`.
+    pub delay: prometheus::Histogram,
+    handled_by_plugin: IntCounterVec,
+    /// `weft_events_handled_total{topic, plugin}`, by plugin id, resolved at each plugin's first event.
+    handled: std::sync::RwLock<std::collections::HashMap<String, prometheus::IntCounter>>,
+}
+
+impl TopicSeries {
+    /// Counts an event of this topic handled by `plugin`.
+    pub fn handled(&self, plugin: &str) {
+        if let Some(counter) = self.handled.read().expect("series lock poisoned").get(plugin) {
+            return counter.inc();
+        }
+        let counter = self.handled_by_plugin.with_label_values(&[&*self.topic, plugin]);
+        counter.inc();
+        self.handled.write().expect("series lock poisoned").insert(plugin.to_string(), counter);
+    }
+}
+
 /// The sum of every series of `counters`, whatever their labels.
 pub fn total(counters: &IntCounterVec) -> u64 {
     use prometheus::core::Collector;
@@ -154,6 +183,18 @@ impl Metrics {
             memory: self.plugin_memory.with_label_values(&[id]),
             log_dropped: self.plugin_log_dropped.with_label_values(&[id]),
             emitted: self.emitted.with_label_values(&[id]),
+        }
+    }
+
+    /// The series of `topic` that every event updates.
+    pub fn topic_series(&self, topic: &str) -> TopicSeries {
+        TopicSeries {
+            topic: topic.into(),
+            received: self.received.with_label_values(&[topic]),
+            host_time: self.event_host_time.with_label_values(&[topic]),
+            delay: self.event_delay.with_label_values(&[topic]),
+            handled_by_plugin: self.handled.clone(),
+            handled: Default::default(),
         }
     }
 

@@ -12,15 +12,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Identifies one in-flight event. Handed out by [`OffsetTracker::begin`], given back to
 /// [`OffsetTracker::finish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
-    /// The event's topic.
-    pub topic: String,
+    /// The event's topic (shared by the events of the topic, not copied for each).
+    pub topic: Arc<str>,
     /// The event's partition.
     pub partition: i32,
     /// The event's offset.
@@ -78,15 +78,16 @@ impl OffsetTracker {
 
     /// Records that the event at `offset` was fetched and is now in flight.
     pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
-        self.fetched(topic, partition, offset).0
+        self.fetched(&topic.into(), partition, offset, Instant::now()).0
     }
 
     /// [`OffsetTracker::begin`], also telling how many offsets the consumer skipped to get there
     /// since the partition's previous record: none on a plain topic, some where a topic is compacted
     /// or holds transaction markers, and records lost in transit if a broker skips them.
-    pub fn fetched(&self, topic: &str, partition: i32, offset: i64) -> (Ticket, i64) {
+    /// `at` is when it was fetched, the start of its age in [`OffsetTracker::oldest_unfinished`].
+    pub fn fetched(&self, topic: &Arc<str>, partition: i32, offset: i64, at: Instant) -> (Ticket, i64) {
         let mut partitions = self.lock();
-        let by_partition = match partitions.get_mut(topic) {
+        let by_partition = match partitions.get_mut(&**topic) {
             Some(p) => p,
             None => partitions.entry(topic.to_string()).or_default(),
         };
@@ -111,8 +112,8 @@ impl OffsetTracker {
         }
         let expected = state.pending.back().map(|&(last, _, _)| last + 1).or(state.position);
         let skipped = expected.map_or(0, |expected| offset - expected);
-        state.pending.push_back((offset, false, Instant::now()));
-        (Ticket { topic: topic.to_string(), partition, offset, generation: state.generation }, skipped)
+        state.pending.push_back((offset, false, at));
+        (Ticket { topic: topic.clone(), partition, offset, generation: state.generation }, skipped)
     }
 
     /// Marks the ticket's event finished. Returns the partition's new position (one past the last
@@ -241,20 +242,20 @@ mod tests {
     #[test]
     fn offsets_skipped_between_fetched_records_are_counted() {
         let tracker = OffsetTracker::default();
-        let (first, none) = tracker.fetched("t", 0, 10);
+        let (first, none) = tracker.fetched(&"t".into(), 0, 10, Instant::now());
         assert_eq!(none, 0, "nothing to compare the first record with");
-        let (second, none) = tracker.fetched("t", 0, 11);
+        let (second, none) = tracker.fetched(&"t".into(), 0, 11, Instant::now());
         assert_eq!(none, 0);
-        let (third, skipped) = tracker.fetched("t", 0, 15);
+        let (third, skipped) = tracker.fetched(&"t".into(), 0, 15, Instant::now());
         assert_eq!(skipped, 3, "12, 13 and 14 never came");
         for ticket in [first, second, third] {
             tracker.finish(&ticket);
         }
         // All finished: the position (16) is what the next record is compared with.
-        assert_eq!(tracker.fetched("t", 0, 18).1, 2);
-        assert_eq!(tracker.fetched("t", 1, 100).1, 0, "per partition");
+        assert_eq!(tracker.fetched(&"t".into(), 0, 18, Instant::now()).1, 2);
+        assert_eq!(tracker.fetched(&"t".into(), 1, 100, Instant::now()).1, 0, "per partition");
         // Going back (a seek) is not a gap.
-        assert_eq!(tracker.fetched("t", 0, 12).1, 0);
+        assert_eq!(tracker.fetched(&"t".into(), 0, 12, Instant::now()).1, 0);
     }
 
     #[test]

@@ -351,10 +351,11 @@ impl Plugin {
     async fn describe(&self) -> anyhow::Result<Description> {
         let mut instance =
             self.instantiate().await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
-        instance.arm(&self.limits, self.runtime.meters_fuel(), None);
-        let info = within_deadline(&self.limits, instance.handler.call_describe(&mut instance.store))
-            .await
-            .map_err(|e| anyhow!("describe() failed: {}", Failure::from_call(e, self.limits.fuel)))?;
+        let deadline = instance.arm(&self.limits, self.runtime.meters_fuel(), None);
+        let info =
+            within_deadline(&self.limits, deadline, instance.handler.call_describe(&mut instance.store))
+                .await
+                .map_err(|e| anyhow!("describe() failed: {}", Failure::from_call(e, self.limits.fuel)))?;
         let description = Description {
             name: info.name,
             version: info.version,
@@ -383,8 +384,9 @@ impl Plugin {
         }
         // Instantiation runs the component's start code, which is bounded like a call.
         let state = store.data_mut();
+        let deadline = Instant::now() + self.limits.timeout;
         state.timeout = self.limits.timeout;
-        state.deadline = Instant::now() + self.limits.timeout;
+        state.deadline = deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
@@ -394,7 +396,7 @@ impl Plugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let handler = within_deadline(&self.limits, self.pre.instantiate_async(&mut store)).await?;
+        let handler = within_deadline(&self.limits, deadline, self.pre.instantiate_async(&mut store)).await?;
         Ok(Instance { store, handler })
     }
 
@@ -430,10 +432,10 @@ impl Plugin {
             Some(instance) => instance,
             None => self.instantiate().await.map_err(|e| Failure::from_call(e, self.limits.fuel))?,
         };
-        instance.arm(&self.limits, self.runtime.meters_fuel(), Some(&event.id));
+        let deadline = instance.arm(&self.limits, self.runtime.meters_fuel(), Some(&event.id));
         instance.store.data_mut().traceparent = traceparent.map(str::to_string);
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
-        let result = within_deadline(&self.limits, call).await;
+        let result = within_deadline(&self.limits, deadline, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
         let count = instance.store.data().quota.events();
         let returned = match result {
@@ -496,32 +498,45 @@ impl Emits {
 /// Runs a call into an instance under its wall-clock deadline. The epoch callback stops WebAssembly
 /// code that runs past the deadline; this also stops a call that waits in a host function (a WASI
 /// sleep, a poll, a blocked read), where no WebAssembly runs and no epoch check happens. It fires
-/// one epoch tick after the deadline, so running code is stopped by the epoch check first. A call
+/// one epoch tick after `deadline` (the call's, set by [`Instance::arm`]), so running code is
+/// stopped by the epoch check first. A call
 /// stopped here is abandoned mid-way: the caller must drop the instance, never pool it.
+///
+/// Most calls finish at their first poll (the handler never waits): those set no timer at all, and
+/// only a call that is still pending after it gets one, due at the same instant.
 async fn within_deadline<T>(
     limits: &Limits,
+    deadline: Instant,
     call: impl std::future::Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    match tokio::time::timeout(limits.timeout + EPOCH_TICK, call).await {
+    let mut call = std::pin::pin!(call);
+    if let std::task::Poll::Ready(result) = futures::poll!(call.as_mut()) {
+        return result;
+    }
+    match tokio::time::timeout_at((deadline + EPOCH_TICK).into(), call).await {
         Ok(result) => result,
         Err(_) => Err(DeadlineExceeded(limits.timeout).into()),
     }
 }
 
 impl Instance {
-    /// Prepares the store for one call: a fresh deadline, a full tank of fuel when metered, and the
-    /// event id for log attribution.
-    fn arm(&mut self, limits: &Limits, metered: bool, event_id: Option<&str>) {
+    /// Prepares the store for one call: a fresh deadline (returned), a full tank of fuel when
+    /// metered, and the event id for log attribution.
+    fn arm(&mut self, limits: &Limits, metered: bool, event_id: Option<&str>) -> Instant {
         let state = self.store.data_mut();
-        state.deadline = Instant::now() + limits.timeout;
+        let deadline = Instant::now() + limits.timeout;
+        state.deadline = deadline;
         state.timeout = limits.timeout;
-        state.current_event = event_id.map(str::to_string);
+        // The instance's buffer is reused: no allocation per event.
+        state.current_event.clear();
+        state.current_event.push_str(event_id.unwrap_or_default());
         state.quota = crate::runtime::EmitQuota::new(limits.max_emits, limits.max_emit_bytes);
         self.store.set_epoch_deadline(1);
         if metered {
             // Plugins without a fuel limit run unmetered in effect.
             let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
+        deadline
     }
 }
 

@@ -161,7 +161,7 @@ pub struct HostState {
     /// The limit that set `deadline`, reported when it passes.
     pub(crate) timeout: Duration,
     /// The event being handled, for log lines written by the plugin.
-    pub(crate) current_event: Option<String>,
+    pub(crate) current_event: String,
     /// The handler call's trace context, given to emitted events that carry none.
     pub(crate) traceparent: Option<String>,
 }
@@ -195,7 +195,7 @@ impl HostState {
             quota: EmitQuota::new(0, 0),
             deadline: Instant::now(),
             timeout: Duration::ZERO,
-            current_event: None,
+            current_event: String::new(),
             traceparent: None,
         })
     }
@@ -367,7 +367,7 @@ impl bindings::types::Host for HostState {}
 
 impl bindings::host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
-        let event = self.current_event.as_deref().unwrap_or("");
+        let event = self.current_event.as_str();
         let level = match level {
             LogLevel::Trace => tracing::Level::TRACE,
             LogLevel::Debug => tracing::Level::DEBUG,
@@ -397,7 +397,7 @@ impl bindings::host::Host for HostState {
         if let Err((why, first)) = self.quota.check(size) {
             let id = &self.env.id;
             if first {
-                let event = self.current_event.as_deref().unwrap_or("");
+                let event = self.current_event.as_str();
                 tracing::warn!(plugin = %id, ce.id = %event, topic, "emit refused: {why}");
             }
             return Err(WitEmitError::Forbidden(format!(

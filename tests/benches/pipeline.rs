@@ -20,6 +20,11 @@
 //! Run: `scripts/bench.sh` (starts the test broker, then `cargo bench -p weft --bench pipeline`).
 //! `WEFT_BENCH_LATENCY_RATE=<events/s>` runs only the latency part, at that rate.
 //! `WEFT_BENCH_PROFILE=<dir>` also records a `perf` profile of each `weft run` into `<dir>`.
+//! `WEFT_BENCH_ONLY=<text>` runs the baseline and only the Weft runs whose name contains `<text>`
+//! (no latency or memory part), for profiling one of them.
+//! `WEFT_BENCH_BIN=<path>[,<path>…]` runs those `weft` binaries instead of this build's, in turn,
+//! `WEFT_BENCH_REPEAT` times each (default 1) on the same topic, and prints each one's CPU per
+//! event, min and median: on a shared machine two builds are compared only that way.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -75,7 +80,9 @@ fn main() {
     );
     let started = Instant::now();
     produce(&topic, events, 0);
-    produce(&retry_topic, events, 100);
+    if std::env::var_os("WEFT_BENCH_ONLY").is_none() {
+        produce(&retry_topic, events, 100);
+    }
     println!(
         "produced both topics in {:.1} s ({} records per batch)\n",
         started.elapsed().as_secs_f64(),
@@ -88,6 +95,42 @@ fn main() {
         "load average before the runs: {}",
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
+    if let Ok(only) = std::env::var("WEFT_BENCH_ONLY") {
+        let scenarios = [
+            Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")]),
+            Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")]),
+        ];
+        let repeat: usize = std::env::var("WEFT_BENCH_REPEAT").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+        let bins: Vec<Option<String>> = match std::env::var("WEFT_BENCH_BIN") {
+            Ok(list) => list.split(',').map(|b| Some(b.to_string())).collect(),
+            Err(_) => vec![None],
+        };
+        for scenario in scenarios.iter().filter(|s| s.name.contains(&only)) {
+            let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); bins.len()];
+            for _ in 0..repeat {
+                for (n, bin) in bins.iter().enumerate() {
+                    let mut run = weft(&Scenario { bin: bin.as_deref(), ..*scenario });
+                    cpu[n].push(run.cpu_seconds * 1e6 / run.events as f64);
+                    if let Some(bin) = bin {
+                        run.name = format!("{} ({bin})", run.name);
+                    }
+                    runs.push(run);
+                }
+            }
+            for (bin, mut cpu) in bins.iter().zip(cpu) {
+                cpu.sort_by(f64::total_cmp);
+                println!(
+                    "{} · {}: CPU µs/event min {:.2} median {:.2} ({} runs)",
+                    scenario.name,
+                    bin.as_deref().unwrap_or("this build"),
+                    cpu[0],
+                    cpu[cpu.len() / 2],
+                    cpu.len()
+                );
+            }
+        }
+        return report(&runs);
+    }
     runs.push(weft(&Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")])));
     runs.push(weft(&Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")])));
     let output = format!("{topic}.out");
@@ -404,6 +447,7 @@ fn raw_consumer(brokers: &str, topic: &str, events: u64, settings: &str) {
 }
 
 /// One `weft run`.
+#[derive(Clone, Copy)]
 struct Scenario<'a> {
     name: &'a str,
     topic: &'a str,
@@ -411,11 +455,13 @@ struct Scenario<'a> {
     config: &'a [(&'a str, &'a str)],
     retry: bool,
     swap: bool,
+    /// The `weft` binary to run; `None`: this build's.
+    bin: Option<&'a str>,
 }
 
 impl<'a> Scenario<'a> {
     fn new(name: &'a str, topic: &'a str, events: u64, config: &'a [(&'a str, &'a str)]) -> Self {
-        Self { name, topic, events, config, retry: false, swap: false }
+        Self { name, topic, events, config, retry: false, swap: false, bin: None }
     }
 }
 
@@ -428,7 +474,7 @@ fn weft(scenario: &Scenario) -> Run {
     settings.extend_from_slice(scenario.config);
     let plugin_config = vec![("echo".to_string(), settings)];
     let retry = if scenario.retry { "[retry]\ninitial_backoff_ms = 50\njitter = 0.0\n" } else { "" };
-    let mut weft = Weft::start(&dir, &plugin_config, retry);
+    let mut weft = Weft::start(&dir, &plugin_config, retry, scenario.bin);
     let handled = |m: &Metrics| m.sum("weft_events_handled_total");
     weft.wait(Duration::from_secs(120), |m| handled(m) > 0.0);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(&weft.pid()));
@@ -501,7 +547,7 @@ fn idle_rss(count: usize) -> u64 {
         std::fs::copy(ECHO_WASM, plugins.join(format!("echo-{n}.wasm"))).unwrap();
         configs.push((format!("echo-{n}"), vec![("topic", idle.as_str())]));
     }
-    let mut weft = Weft::start(&dir, &configs, "");
+    let mut weft = Weft::start(&dir, &configs, "", None);
     weft.wait(Duration::from_secs(300), |m| m.count("weft_plugin_info") >= count);
     std::thread::sleep(Duration::from_secs(2));
     let rss = status_kib(&weft.pid(), "VmRSS");
@@ -523,7 +569,7 @@ struct Weft {
 }
 
 impl Weft {
-    fn start(dir: &Path, plugins: &[(String, Vec<(&str, &str)>)], extra: &str) -> Self {
+    fn start(dir: &Path, plugins: &[(String, Vec<(&str, &str)>)], extra: &str, bin: Option<&str>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
@@ -542,7 +588,7 @@ impl Weft {
         let path = dir.join("weft.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.join("weft.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        let child = Command::new(bin.unwrap_or(env!("CARGO_BIN_EXE_weft")))
             .arg("run")
             .arg("--config")
             .arg(&path)

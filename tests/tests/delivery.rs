@@ -364,17 +364,7 @@ async fn a_full_lane_pauses_only_the_partition_whose_events_wait_for_it() {
     config.pipeline.lanes = 2;
     config.pipeline.lane_capacity = 1;
     config.pipeline.max_parked = 1;
-    let lane = |key: &str| {
-        let record = weft::event::Record {
-            topic: topic.clone(),
-            partition: 0,
-            offset: 0,
-            key: Some(key.as_bytes().to_vec()),
-            timestamp_ms: None,
-            headers: vec![],
-        };
-        weft::lanes::lane_of(&record, 2)
-    };
+    let lane = |key: &str| weft::lanes::lane_of(&topic, 0, Some(key.as_bytes()), 2);
     let other = (0..).map(|n| format!("K{n}")).find(|k| lane(k) != lane("A")).unwrap();
     plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
     let host = Host::start(config).await.expect("host starts");

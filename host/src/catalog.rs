@@ -128,12 +128,14 @@ pub fn is_plugin_file(path: &Path) -> bool {
 }
 
 impl Catalog {
-    /// Loads every plugin file in `config.plugins.dir`, logging each result.
+    /// Loads every plugin file in `config.plugins.dir`, logging each result, and serves `natives`
+    /// (native handlers, see [`crate::plugin::NativeHandler`]) beside them for as long as it runs.
     pub async fn open(
         config: Arc<Config>,
         runtime: Arc<Runtime>,
         emitter: Arc<Emitter>,
         metrics: Metrics,
+        natives: Vec<Arc<Plugin>>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = config.plugins.dir.clone();
         let catalog = Arc::new(Self {
@@ -142,12 +144,16 @@ impl Catalog {
             runtime,
             emitter,
             metrics,
-            live: ArcSwap::from_pointee(Live::new(Vec::new())),
+            live: ArcSwap::from_pointee(Live::new(natives)),
             files: Mutex::new(Files::default()),
             reloading: tokio::sync::Mutex::new(()),
             swaps: watch::channel(0).0,
         });
         catalog.rescan(None).await?;
+        if *catalog.swaps.borrow() == 0 && !catalog.live().plugins.is_empty() {
+            // Only native handlers: no file changed the set, publish it as it is.
+            catalog.publish(catalog.live().plugins.clone());
+        }
         Ok(catalog)
     }
 
@@ -189,7 +195,7 @@ impl Catalog {
         let mut settled = true;
 
         for plugin in &live.plugins {
-            if !files.iter().any(|(path, _)| *path == plugin.path) {
+            if !plugin.is_native() && !files.iter().any(|(path, _)| *path == plugin.path) {
                 next.remove(&plugin.id);
                 changed = true;
                 tracing::info!(plugin = %plugin.id, digest = %plugin.short_digest(), "plugin removed");
@@ -231,6 +237,15 @@ impl Catalog {
                 }
             };
             let current = next.get(&id).cloned();
+            if current.as_ref().is_some_and(|p| p.is_native()) {
+                self.refuse(
+                    &path,
+                    stamp,
+                    &format!("a native handler has the id {id:?}: rename the file"),
+                    &next,
+                );
+                continue;
+            }
             if current.as_ref().is_some_and(|p| p.digest == crate::plugin::digest(&bytes)) {
                 // Touched, same content.
                 self.files.lock().expect("catalog lock poisoned").stamps.insert(path, stamp);

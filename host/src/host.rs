@@ -42,7 +42,27 @@ pub struct Host {
 impl Host {
     /// Loads the plugins, joins the consumer group and starts handling events.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// [`Host::start`] with native handlers (see [`crate::plugin::NativeHandler`], built with
+    /// [`Plugin::native`]) served beside the plugins directory's components, on the same path.
+    /// `[plugin.<id>]` applies to them as to a component: `subscriptions` overrides theirs and
+    /// `retry` sets their retry policy (`config` and `limits` do not apply: there is no sandbox).
+    pub async fn start_with(config: Config, natives: Vec<Plugin>) -> anyhow::Result<Self> {
         config.validate()?;
+        let natives = natives
+            .into_iter()
+            .map(|mut plugin| {
+                if let Some(subscriptions) =
+                    config.plugin.get(&plugin.id).and_then(|p| p.subscriptions.clone())
+                {
+                    plugin.subscriptions = subscriptions;
+                }
+                plugin.retry = config.retry_policy(&plugin.id);
+                Arc::new(plugin)
+            })
+            .collect();
         let config = Arc::new(config);
         let metrics = Metrics::new();
         metrics.initialise([]);
@@ -50,7 +70,7 @@ impl Host {
         let producer: FutureProducer =
             kafka::producer_config(&config.kafka).create().context("creating the Kafka producer")?;
         let emitter = Arc::new(Emitter::Kafka(producer.clone()));
-        let catalog = Catalog::open(config.clone(), runtime, emitter, metrics.clone()).await?;
+        let catalog = Catalog::open(config.clone(), runtime, emitter, metrics.clone(), natives).await?;
         let live = catalog.live();
         let topics = &live.topics;
 

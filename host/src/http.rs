@@ -99,9 +99,11 @@ async fn plugins(State(status): State<Arc<Status>>) -> Response {
                 "version": p.description.version,
                 "description": p.description.description,
                 "digest": p.digest,
-                "file": p.path,
+                // Native handlers are compiled into the program: no file, no sandbox limits.
+                "native": p.is_native(),
+                "file": (!p.is_native()).then_some(&p.path),
                 "subscriptions": p.subscriptions,
-                "limits": p.limits(),
+                "limits": (!p.is_native()).then(|| p.limits()),
                 "retry": {
                     "max_attempts": p.retry.max_attempts,
                     "initial_backoff_ms": p.retry.initial_backoff.as_millis() as u64,

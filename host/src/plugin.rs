@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{HandleError, Handler, HandlerPre};
+use crate::bindings::{Handler, HandlerPre};
 use crate::config::{Config, InstanceStrategy, PluginConfig};
 use crate::emit::Emitter;
 use crate::retry::RetryPolicy;
@@ -25,7 +25,8 @@ use crate::route::SubscriptionSpec;
 use crate::runtime::{DeadlineExceeded, EPOCH_TICK, HostState, PluginEnv, Runtime};
 
 /// The event and delivery types handlers receive, as the WIT defines them.
-pub use crate::bindings::{Cloudevent, Delivery, delivery};
+pub use crate::bindings::types::RetryableError;
+pub use crate::bindings::{Cloudevent, Delivery, HandleError, delivery};
 
 /// The world every plugin must implement.
 pub const WORLD: &str = "weft:handler/handler@0.1.0";
@@ -98,6 +99,18 @@ impl Failure {
             return Failure::MemoryLimit(message);
         }
         Failure::Trap(message)
+    }
+}
+
+impl From<HandleError> for Failure {
+    /// What a handler returned.
+    fn from(error: HandleError) -> Self {
+        match error {
+            HandleError::Retryable(e) => {
+                Failure::Retryable { reason: e.reason, delay: e.delay_ms.map(Duration::from_millis) }
+            }
+            HandleError::Permanent(reason) => Failure::Permanent(reason),
+        }
     }
 }
 
@@ -203,16 +216,39 @@ pub struct Plugin {
     pub stable_at: Option<Instant>,
     first_event: std::sync::atomic::AtomicBool,
     limits: Limits,
+    /// What handles the events.
+    body: Body,
+    /// Linear memory of the largest instance seen after a call, in bytes.
+    memory_bytes: std::sync::atomic::AtomicUsize,
+    /// The plugin's metric series, looked up once.
+    series: std::sync::OnceLock<crate::metrics::PluginSeries>,
+}
+
+/// What handles a plugin's events: a sandboxed component, or native code.
+enum Body {
+    Component(Sandbox),
+    Native(Arc<dyn NativeHandler>),
+}
+
+/// A component and its instances.
+struct Sandbox {
     pre: HandlerPre<HostState>,
     env: Arc<PluginEnv>,
     runtime: Arc<Runtime>,
     pool: Mutex<Vec<Instance>>,
     /// One permit per instance that may exist (`max_instances`).
     permits: tokio::sync::Semaphore,
-    /// Linear memory of the largest instance seen after a call, in bytes.
-    memory_bytes: std::sync::atomic::AtomicUsize,
-    /// The plugin's metric series, looked up once.
-    series: std::sync::OnceLock<crate::metrics::PluginSeries>,
+}
+
+/// An event handler compiled into the program that embeds Weft (see
+/// [`crate::Host::start_with`]), called on the same path as a component: same routing, lanes,
+/// ordering, retries, dead letters, offsets and metrics, but no sandbox (no deadline, memory
+/// limit or fuel; a panic is not caught) and no host imports. It is how the benchmarks show what
+/// the WebAssembly call itself costs, and how a program adds a handler of its own next to the
+/// plugins directory.
+pub trait NativeHandler: Send + Sync + 'static {
+    /// Handles one event, as a component's `handle` export does.
+    fn handle(&self, event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleError>;
 }
 
 impl std::fmt::Debug for Plugin {
@@ -294,14 +330,19 @@ impl Plugin {
             first_event: std::sync::atomic::AtomicBool::new(false),
             series: std::sync::OnceLock::new(),
             limits,
-            pre,
-            env,
-            runtime: runtime.clone(),
-            pool: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(limits.max_instances),
+            body: Body::Component(Sandbox {
+                pre,
+                env,
+                runtime: runtime.clone(),
+                pool: Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(limits.max_instances),
+            }),
             memory_bytes: std::sync::atomic::AtomicUsize::new(0),
         };
-        plugin.description = plugin.describe().await?;
+        plugin.description = match &plugin.body {
+            Body::Component(sandbox) => plugin.describe(sandbox).await?,
+            Body::Native(_) => unreachable!("a component was just built"),
+        };
         plugin.subscriptions = match &settings.subscriptions {
             Some(overridden) => overridden.clone(),
             None => plugin.description.subscriptions.clone(),
@@ -316,7 +357,56 @@ impl Plugin {
 
     /// Log lines this plugin wrote past its rate cap since the last call (see `plugin_log.rs`).
     pub fn log_lines_dropped(&self) -> u64 {
-        self.env.log.take_dropped()
+        match &self.body {
+            Body::Component(sandbox) => sandbox.env.log.take_dropped(),
+            Body::Native(_) => 0,
+        }
+    }
+
+    /// Whether this is a [`NativeHandler`], not a component.
+    pub fn is_native(&self) -> bool {
+        matches!(self.body, Body::Native(_))
+    }
+
+    /// A [`NativeHandler`] as a plugin with id `id` (the rules of a plugin file's name), described by
+    /// `description` (its subscriptions are the ones in effect). Its digest is the SHA-256 of
+    /// `native:<id>`; its retry policy is the default until the host applies the configuration.
+    pub fn native(
+        id: &str,
+        description: Description,
+        handler: Arc<dyn NativeHandler>,
+    ) -> anyhow::Result<Self> {
+        let id = plugin_id(Path::new(&format!("{id}.wasm")))?;
+        if description.name.is_empty() {
+            bail!("native handler {id}: the description has an empty name");
+        }
+        for (i, sub) in description.subscriptions.iter().enumerate() {
+            sub.validate().map_err(|e| anyhow!("native handler {id}: subscription {i}: {e}"))?;
+        }
+        Ok(Plugin {
+            digest: digest(format!("native:{id}").as_bytes()),
+            path: PathBuf::new(),
+            subscriptions: description.subscriptions.clone(),
+            description,
+            retry: RetryPolicy::default(),
+            compile_time: Duration::ZERO,
+            from_cache: false,
+            stable_at: None,
+            first_event: std::sync::atomic::AtomicBool::new(false),
+            series: std::sync::OnceLock::new(),
+            limits: Limits {
+                timeout: Duration::MAX,
+                memory_bytes: usize::MAX,
+                fuel: None,
+                max_instances: usize::MAX,
+                max_emits: 0,
+                max_emit_bytes: 0,
+                instances: InstanceStrategy::Reuse,
+            },
+            body: Body::Native(handler),
+            memory_bytes: std::sync::atomic::AtomicUsize::new(0),
+            id,
+        })
     }
 
     /// The sandbox limits in effect.
@@ -348,10 +438,10 @@ impl Plugin {
         Some(stable_at.elapsed().saturating_sub(self.compile_time))
     }
 
-    async fn describe(&self) -> anyhow::Result<Description> {
+    async fn describe(&self, sandbox: &Sandbox) -> anyhow::Result<Description> {
         let mut instance =
-            self.instantiate().await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
-        let deadline = instance.arm(&self.limits, self.runtime.meters_fuel(), None);
+            self.instantiate(sandbox).await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
+        let deadline = instance.arm(&self.limits, sandbox.runtime.meters_fuel(), None);
         let info =
             within_deadline(&self.limits, deadline, instance.handler.call_describe(&mut instance.store))
                 .await
@@ -369,17 +459,17 @@ impl Plugin {
             sub.validate().map_err(|e| anyhow!("describe() subscription {i}: {e}"))?;
         }
         if self.limits.instances == InstanceStrategy::Reuse {
-            self.pool.lock().expect("pool lock poisoned").push(instance);
+            sandbox.pool.lock().expect("pool lock poisoned").push(instance);
         }
         Ok(description)
     }
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance> {
+    async fn instantiate(&self, sandbox: &Sandbox) -> wasmtime::Result<Instance> {
         let limits = crate::runtime::Limiter::new(self.limits.memory_bytes);
-        let state = HostState::new(self.env.clone(), limits).map_err(wasmtime::Error::from_anyhow)?;
-        let mut store = Store::new(self.runtime.engine(), state);
+        let state = HostState::new(sandbox.env.clone(), limits).map_err(wasmtime::Error::from_anyhow)?;
+        let mut store = Store::new(sandbox.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        if self.runtime.meters_fuel() {
+        if sandbox.runtime.meters_fuel() {
             store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX))?;
         }
         // Instantiation runs the component's start code, which is bounded like a call.
@@ -396,7 +486,8 @@ impl Plugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let handler = within_deadline(&self.limits, deadline, self.pre.instantiate_async(&mut store)).await?;
+        let handler =
+            within_deadline(&self.limits, deadline, sandbox.pre.instantiate_async(&mut store)).await?;
         Ok(Instance { store, handler })
     }
 
@@ -425,14 +516,21 @@ impl Plugin {
         delivery: &Delivery,
         traceparent: Option<&str>,
     ) -> Result<Emits, Failure> {
+        let sandbox = match &self.body {
+            Body::Component(sandbox) => sandbox,
+            Body::Native(handler) => {
+                let returned = handler.handle(event, delivery);
+                return returned.map(|()| Emits { pending: Vec::new(), count: 0 }).map_err(Failure::from);
+            }
+        };
         // Held until the instance is back in the pool or dropped: at most `max_instances` exist.
-        let permit = self.permits.acquire().await.expect("the semaphore is never closed");
-        let pooled = self.pool.lock().expect("pool lock poisoned").pop();
+        let permit = sandbox.permits.acquire().await.expect("the semaphore is never closed");
+        let pooled = sandbox.pool.lock().expect("pool lock poisoned").pop();
         let mut instance = match pooled {
             Some(instance) => instance,
-            None => self.instantiate().await.map_err(|e| Failure::from_call(e, self.limits.fuel))?,
+            None => self.instantiate(sandbox).await.map_err(|e| Failure::from_call(e, self.limits.fuel))?,
         };
-        let deadline = instance.arm(&self.limits, self.runtime.meters_fuel(), Some(&event.id));
+        let deadline = instance.arm(&self.limits, sandbox.runtime.meters_fuel(), Some(&event.id));
         instance.store.data_mut().traceparent = traceparent.map(str::to_string);
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, deadline, call).await;
@@ -446,16 +544,10 @@ impl Plugin {
         let memory = instance.store.data().limits.total_bytes();
         self.memory_bytes.fetch_max(memory, std::sync::atomic::Ordering::Relaxed);
         if self.limits.instances == InstanceStrategy::Reuse {
-            self.pool.lock().expect("pool lock poisoned").push(instance);
+            sandbox.pool.lock().expect("pool lock poisoned").push(instance);
         }
         drop(permit);
-        match returned {
-            Ok(()) => Ok(Emits { pending, count }),
-            Err(HandleError::Retryable(e)) => {
-                Err(Failure::Retryable { reason: e.reason, delay: e.delay_ms.map(Duration::from_millis) })
-            }
-            Err(HandleError::Permanent(reason)) => Err(Failure::Permanent(reason)),
-        }
+        returned.map(|()| Emits { pending, count }).map_err(Failure::from)
     }
 }
 

@@ -8,6 +8,8 @@
 //!   properties Weft uses (the baseline), and with librdkafka's defaults;
 //! - `weft run` (the release binary, default configuration) with a WebAssembly handler that returns
 //!   at once, one that parses the event's JSON data, and echo, which emits one event per input;
+//! - the same two handlers compiled natively, on the same dispatch path (this binary runs Weft as
+//!   a library with a native handler, see `native_weft`): the difference is the WebAssembly call;
 //! - the same no-op run with 1 % of the events failing once (retried after 50 ms);
 //! - the same no-op run with the plugin hot-swapped to another version halfway through.
 //!
@@ -61,6 +63,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("raw-consumer") {
         return raw_consumer(&args[2], &args[3], args[4].parse().expect("event count"), &args[5]);
     }
+    if args.get(1).map(String::as_str) == Some("native-weft") {
+        return native_weft(Path::new(&args[2]), &args[3], args[4] == "parse");
+    }
     if let Some(rate) = std::env::var("WEFT_BENCH_LATENCY_RATE").ok().and_then(|r| r.parse().ok()) {
         // Only the latency part, at this rate.
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -99,6 +104,11 @@ fn main() {
         let scenarios = [
             Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")]),
             Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")]),
+            Scenario { native: true, ..Scenario::new("weft, no-op native handler", &topic, events, &[]) },
+            Scenario {
+                native: true,
+                ..Scenario::new("weft, JSON-parsing native handler", &topic, events, &[("parse", "1")])
+            },
         ];
         let repeat: usize = std::env::var("WEFT_BENCH_REPEAT").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
         let bins: Vec<Option<String>> = match std::env::var("WEFT_BENCH_BIN") {
@@ -133,6 +143,14 @@ fn main() {
     }
     runs.push(weft(&Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")])));
     runs.push(weft(&Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")])));
+    runs.push(weft(&Scenario {
+        native: true,
+        ..Scenario::new("weft, no-op native handler", &topic, events, &[])
+    }));
+    runs.push(weft(&Scenario {
+        native: true,
+        ..Scenario::new("weft, JSON-parsing native handler", &topic, events, &[("parse", "1")])
+    }));
     let output = format!("{topic}.out");
     runtime.block_on(create_topic(&output, PARTITIONS));
     runs.push(weft(&Scenario::new(
@@ -446,6 +464,55 @@ fn raw_consumer(brokers: &str, topic: &str, events: u64, settings: &str) {
     println!("{} {} {}", at.elapsed().as_secs_f64(), cpu_seconds("self") - cpu, status_kib("self", "VmHWM"));
 }
 
+/// What a native handler does: nothing, or parse the event's data as JSON (the echo component's
+/// `noop` and `parse`, compiled natively).
+struct Native {
+    parse: bool,
+}
+
+impl weft::plugin::NativeHandler for Native {
+    fn handle(
+        &self,
+        event: &weft::plugin::Cloudevent,
+        _: &weft::plugin::Delivery,
+    ) -> Result<(), weft::plugin::HandleError> {
+        if self.parse {
+            let data = event.data.as_deref().unwrap_or_default();
+            let value = serde_json::from_slice::<serde_json::Value>(data)
+                .map_err(|e| weft::plugin::HandleError::Permanent(format!("data is not JSON: {e}")))?;
+            drop(std::hint::black_box(value));
+        }
+        Ok(())
+    }
+}
+
+/// Weft in this process, as `weft run` would be with `config`, with a native handler subscribed to
+/// `topic` on the same dispatch path (routing, lanes, retries, offsets, metrics) instead of a
+/// component: what the WebAssembly call costs is the difference. Stops at SIGTERM.
+fn native_weft(config: &Path, topic: &str, parse: bool) {
+    let config = weft::Config::load(config).expect("configuration");
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let description = weft::plugin::Description {
+            name: "native".into(),
+            version: "1".into(),
+            description: "a native handler".into(),
+            subscriptions: vec![weft::route::SubscriptionSpec {
+                topic: topic.into(),
+                types: vec![],
+                sources: vec![],
+            }],
+        };
+        let native =
+            weft::plugin::Plugin::native("native", description, std::sync::Arc::new(Native { parse }))
+                .expect("native handler");
+        let host = weft::Host::start_with(config, vec![native]).await.expect("weft starts");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        term.recv().await;
+        host.shutdown().await.expect("weft stops");
+    });
+}
+
 /// One `weft run`.
 #[derive(Clone, Copy)]
 struct Scenario<'a> {
@@ -457,11 +524,13 @@ struct Scenario<'a> {
     swap: bool,
     /// The `weft` binary to run; `None`: this build's.
     bin: Option<&'a str>,
+    /// A native handler in place of the component (see [`native_weft`]).
+    native: bool,
 }
 
 impl<'a> Scenario<'a> {
     fn new(name: &'a str, topic: &'a str, events: u64, config: &'a [(&'a str, &'a str)]) -> Self {
-        Self { name, topic, events, config, retry: false, swap: false, bin: None }
+        Self { name, topic, events, config, retry: false, swap: false, bin: None, native: false }
     }
 }
 
@@ -469,12 +538,18 @@ fn weft(scenario: &Scenario) -> Run {
     let dir = work_dir(scenario.name);
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(ECHO_WASM, plugins.join("echo.wasm")).unwrap();
+    if !scenario.native {
+        std::fs::copy(ECHO_WASM, plugins.join("echo.wasm")).unwrap();
+    }
     let mut settings: Vec<(&str, &str)> = vec![("topic", scenario.topic)];
     settings.extend_from_slice(scenario.config);
     let plugin_config = vec![("echo".to_string(), settings)];
     let retry = if scenario.retry { "[retry]\ninitial_backoff_ms = 50\njitter = 0.0\n" } else { "" };
-    let mut weft = Weft::start(&dir, &plugin_config, retry, scenario.bin);
+    let native = scenario.native.then(|| {
+        let parse = scenario.config.iter().any(|(k, _)| *k == "parse");
+        (scenario.topic, if parse { "parse" } else { "noop" })
+    });
+    let mut weft = Weft::start(&dir, &plugin_config, retry, scenario.bin, native);
     let handled = |m: &Metrics| m.sum("weft_events_handled_total");
     weft.wait(Duration::from_secs(120), |m| handled(m) > 0.0);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(&weft.pid()));
@@ -547,7 +622,7 @@ fn idle_rss(count: usize) -> u64 {
         std::fs::copy(ECHO_WASM, plugins.join(format!("echo-{n}.wasm"))).unwrap();
         configs.push((format!("echo-{n}"), vec![("topic", idle.as_str())]));
     }
-    let mut weft = Weft::start(&dir, &configs, "", None);
+    let mut weft = Weft::start(&dir, &configs, "", None, None);
     weft.wait(Duration::from_secs(300), |m| m.count("weft_plugin_info") >= count);
     std::thread::sleep(Duration::from_secs(2));
     let rss = status_kib(&weft.pid(), "VmRSS");
@@ -569,7 +644,15 @@ struct Weft {
 }
 
 impl Weft {
-    fn start(dir: &Path, plugins: &[(String, Vec<(&str, &str)>)], extra: &str, bin: Option<&str>) -> Self {
+    /// `native`: the topic and the handler (`noop`, `parse`) of a native handler run by this
+    /// binary as `native-weft` instead of `weft run`.
+    fn start(
+        dir: &Path,
+        plugins: &[(String, Vec<(&str, &str)>)],
+        extra: &str,
+        bin: Option<&str>,
+        native: Option<(&str, &str)>,
+    ) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
@@ -588,10 +671,19 @@ impl Weft {
         let path = dir.join("weft.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.join("weft.log")).unwrap();
-        let child = Command::new(bin.unwrap_or(env!("CARGO_BIN_EXE_weft")))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
+        let mut command = match native {
+            Some((topic, handler)) => {
+                let mut command = Command::new(std::env::current_exe().unwrap());
+                command.arg("native-weft").arg(&path).args([topic, handler]);
+                command
+            }
+            None => {
+                let mut command = Command::new(bin.unwrap_or(env!("CARGO_BIN_EXE_weft")));
+                command.arg("run").arg("--config").arg(&path);
+                command
+            }
+        };
+        let child = command
             .env("RUST_LOG", "warn")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -445,3 +445,109 @@ async fn a_stuck_head_bounds_the_uncommitted_events_of_its_partition() {
     host.shutdown().await.unwrap();
     assert_eq!(committed_and_end(&group, &topic, 1), [(1_001, 1_001)]);
 }
+
+/// A native handler: records every call, fails `ev-<n>` with `n % 50 == 7` once (retryable) and
+/// `ev-13` for good.
+struct Recorder(std::sync::Mutex<Vec<(String, String, u32)>>);
+
+impl weft::plugin::NativeHandler for Recorder {
+    fn handle(
+        &self,
+        event: &weft::plugin::Cloudevent,
+        delivery: &weft::plugin::Delivery,
+    ) -> Result<(), weft::plugin::HandleError> {
+        let key = String::from_utf8_lossy(delivery.key.as_deref().unwrap_or_default()).into_owned();
+        self.0.lock().unwrap().push((key, event.id.clone(), delivery.attempt));
+        let n: u64 = event.id.trim_start_matches("ev-").parse().unwrap();
+        if n == 13 {
+            return Err(weft::plugin::HandleError::Permanent(format!("{} is refused", event.id)));
+        }
+        if n % 50 == 7 && delivery.attempt == 1 {
+            let reason = format!("{} fails its first attempt", event.id);
+            return Err(weft::plugin::HandleError::Retryable(weft::plugin::RetryableError {
+                reason,
+                delay_ms: None,
+            }));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_handlers_take_the_components_path() {
+    init_logging();
+    let (topic, output) = topic_pair("native", 3).await;
+    let dlq = format!("{topic}.dlq");
+    create_topic(&dlq, 1).await;
+    let producer = TestProducer::new();
+    for n in 0..600u64 {
+        let key = format!("user-{}", n % 30);
+        let event = cloudevents::EventBuilderV10::new()
+            .id(format!("ev-{n}"))
+            .source("/weft/tests")
+            .ty("com.example.test")
+            .data("application/json", serde_json::json!({ "n": n }))
+            .build()
+            .unwrap();
+        let (headers, value) = weft::dev::structured_record(&event);
+        producer.enqueue(&topic, &key, &headers, &value);
+    }
+    producer.flush();
+
+    // A component beside it, and a file that takes the native handler's id (refused).
+    let dir = plugins_dir(&[("echo", ECHO_WASM), ("recorder", ECHO_WASM)]);
+    let mut config = config(&dir);
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let recorder_settings = config.plugin.entry("recorder".into()).or_default();
+    recorder_settings.retry = fast_retries(3, 20);
+    let group = config.kafka.group_id.clone();
+    let recorder = std::sync::Arc::new(Recorder(Default::default()));
+    let description = weft::plugin::Description {
+        name: "recorder".into(),
+        version: "1.0.0".into(),
+        description: "records what it is given".into(),
+        subscriptions: vec![weft::route::SubscriptionSpec {
+            topic: topic.clone(),
+            types: vec![],
+            sources: vec![],
+        }],
+    };
+    let native = weft::plugin::Plugin::native("recorder", description, recorder.clone()).unwrap();
+    let host = Host::start_with(config, vec![native]).await.expect("host starts");
+    let refused = host.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].reason.contains("a native handler has the id \"recorder\""), "{}", refused[0].reason);
+    assert!(host.plugins().iter().any(|p| p.id == "recorder" && p.is_native()));
+
+    let dead = read(&dlq, 1, Duration::from_secs(60)).await;
+    let letter: serde_json::Value = serde_json::from_slice(&dead[0].value).unwrap();
+    assert_eq!(letter["id"], "ev-13", "the record byte for byte");
+    assert_eq!(dead[0].header("weft.dlq.plugin"), Some("recorder"));
+    assert_eq!(dead[0].header("weft.dlq.reason"), Some("permanent_error"));
+    let echoed = read(&output, 600, Duration::from_secs(60)).await;
+    assert_eq!(echoed.len(), 600, "the component beside it handled every event");
+    let metrics = host.metrics().clone();
+    assert!(eventually(Duration::from_secs(30), || metrics.in_flight.get() == 0).await, "events in flight");
+    assert_eq!(metrics.handled.with_label_values(&[&topic, "recorder"]).get(), 599);
+    assert_eq!(metrics.retried.with_label_values(&[&topic, "recorder"]).get(), 12);
+    host.shutdown().await.expect("graceful shutdown");
+    for (p, (committed, end)) in committed_and_end(&group, &topic, 3).iter().enumerate() {
+        assert_eq!(committed, end, "partition {p} not committed to its end");
+    }
+
+    // Per key, in order; each retried event tried twice, its key's later events after it.
+    let calls = recorder.0.lock().unwrap().clone();
+    let mut last: std::collections::HashMap<&str, (u64, u32)> = std::collections::HashMap::new();
+    for (key, id, attempt) in &calls {
+        let n: u64 = id.trim_start_matches("ev-").parse().unwrap();
+        if let Some(&(previous, previous_attempt)) = last.get(key.as_str()) {
+            let retried_after_itself = previous == n && *attempt == previous_attempt + 1;
+            assert!(
+                previous < n || retried_after_itself,
+                "key {key}: {id} (attempt {attempt}) after ev-{previous}"
+            );
+        }
+        last.insert(key, (n, *attempt));
+    }
+    assert_eq!(calls.len(), 600 + 12, "every event once, the 12 retried ones twice");
+}

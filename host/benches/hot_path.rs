@@ -125,9 +125,10 @@ macro_rules! copy {
     }};
 }
 
-/// Per-call cost of echo's no-op `handle` called directly through wasmtime: synchronously, and
-/// asynchronously as Weft does. Returns (sync µs, async µs).
-async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::Delivery) -> (f64, f64) {
+/// Per-call cost of echo's no-op `handle` called directly through wasmtime: synchronously, the same
+/// with the smallest event (four short attributes, no data, no key: the call's floor), and
+/// asynchronously as Weft does. Returns (sync µs, sync µs with the smallest event, async µs).
+async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::Delivery) -> (f64, f64, f64) {
     use wasmtime::component::{Component, HasSelf, Linker};
     use wasmtime::{Engine, Store};
     let mut config = wasmtime::Config::new();
@@ -149,6 +150,29 @@ async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::De
         handler.call_handle(&mut store, &sync_event, &sync_delivery).unwrap().unwrap();
     }
     let sync = started.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+    let smallest = bare::sync::weft::handler::types::Cloudevent {
+        id: "1".into(),
+        source: "/".into(),
+        type_: "t".into(),
+        specversion: "1.0".into(),
+        datacontenttype: None,
+        dataschema: None,
+        subject: None,
+        time: None,
+        extensions: Vec::new(),
+        data: None,
+    };
+    let bare_delivery = bare::sync::weft::handler::types::Delivery {
+        topic: "t".into(),
+        key: None,
+        headers: Vec::new(),
+        ..sync_delivery
+    };
+    let started = Instant::now();
+    for _ in 0..N {
+        handler.call_handle(&mut store, &smallest, &bare_delivery).unwrap().unwrap();
+    }
+    let floor = started.elapsed().as_secs_f64() * 1e6 / f64::from(N);
 
     let mut linker = Linker::<bare::State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
@@ -162,7 +186,7 @@ async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::De
     for _ in 0..N {
         handler.call_handle(&mut store, &async_event, &async_delivery).await.unwrap().unwrap();
     }
-    (sync, started.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+    (sync, floor, started.elapsed().as_secs_f64() * 1e6 / f64::from(N))
 }
 
 /// A record's headers and value, and its delivery.
@@ -295,9 +319,10 @@ fn main() {
         let noop = load_with(wasm.clone(), limits, noop_settings).await;
         let through_weft = calls(noop, 100_000).await;
         report("plugin call, handler returns at once", through_weft, 1.2, "baseline");
-        let (sync, direct_async) = raw_calls(&event, &delivery).await;
+        let (sync, floor, direct_async) = raw_calls(&event, &delivery).await;
         report("  the same, bare async call (no pool, deadline)", direct_async, through_weft, "weft");
         report("  the same, bare sync call", sync, direct_async, "async");
+        report("  bare sync call, smallest event (the floor)", floor, sync, "sync");
         let pooled = calls(plugin, 100_000).await;
         report("plugin call (1 KiB event, 1 emit, pooled)", pooled, 1.2, "baseline");
         let fresh = load(wasm.clone(), Limits { instances: InstanceStrategy::Fresh, ..limits }).await;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -297,6 +298,9 @@ pub async fn fetch_loop(
     follow_topics(&shared, &catalog.live().topics, &mut subscribed);
     let mut held = Held::new(lanes.count());
     let mut topics = Topics::default();
+    // One stream for the whole loop: `recv()` would register and drop a waker slot per record.
+    let consumer = shared.consumer.clone();
+    let mut messages = consumer.stream();
     let mut pauses = Pauses::default();
     let mut tick = tokio::time::interval(STORE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -329,7 +333,7 @@ pub async fn fetch_loop(
                 continue;
             }
             _ = async { room.expect("guarded").await }, if room.is_some() => continue,
-            message = shared.consumer.recv(), if take => message,
+            Some(message) = messages.next(), if take => message,
         };
         match message {
             Ok(message) => {

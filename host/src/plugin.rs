@@ -243,7 +243,7 @@ struct Sandbox {
 /// An event handler compiled into the program that embeds Weft (see
 /// [`crate::Host::start_with`]), called on the same path as a component: same routing, lanes,
 /// ordering, retries, dead letters, offsets and metrics, but no sandbox (no deadline, memory
-/// limit or fuel; a panic is not caught) and no host imports. It is how the benchmarks show what
+/// limit or fuel; a panic fails the attempt as a trap does) and no host imports. It is how the benchmarks show what
 /// the WebAssembly call itself costs, and how a program adds a handler of its own next to the
 /// plugins directory.
 pub trait NativeHandler: Send + Sync + 'static {
@@ -519,7 +519,11 @@ impl Plugin {
         let sandbox = match &self.body {
             Body::Component(sandbox) => sandbox,
             Body::Native(handler) => {
-                let returned = handler.handle(event, delivery);
+                // A panic fails the attempt, as a trap does; the lane goes on.
+                let returned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handler.handle(event, delivery)
+                }))
+                .map_err(|panic| Failure::Trap(format!("panic: {}", panic_message(panic.as_ref()))))?;
                 return returned.map(|()| Emits { pending: Vec::new(), count: 0 }).map_err(Failure::from);
             }
         };
@@ -666,6 +670,14 @@ pub fn plugin_id(path: &Path) -> anyhow::Result<String> {
         );
     }
     Ok(stem.to_string())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 fn one_line(error: &impl std::fmt::Display) -> String {

@@ -476,7 +476,7 @@ mod tests {
 
     fn store(cap: usize) -> (Store<Limiter>, Instance) {
         let engine = Engine::default();
-        let module = Module::new(&engine, GROWER).unwrap();
+        let module = Module::new(&engine, wat::parse_str(GROWER).unwrap()).unwrap();
         let mut store = Store::new(&engine, Limiter::new(cap));
         store.limiter(|limiter| limiter);
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
@@ -514,7 +514,7 @@ mod tests {
     fn counts_of_memories_and_instances_are_bounded() {
         let engine = Engine::default();
         let memories: String = (0..=MAX_MEMORIES).map(|_| "(memory 0)").collect();
-        let module = Module::new(&engine, format!("(module {memories})")).unwrap();
+        let module = Module::new(&engine, wat::parse_str(format!("(module {memories})")).unwrap()).unwrap();
         let mut store = Store::new(&engine, Limiter::new(64 << 20));
         store.limiter(|limiter| limiter);
         let error = Instance::new(&mut store, &module, &[]).unwrap_err();

@@ -446,8 +446,8 @@ async fn a_stuck_head_bounds_the_uncommitted_events_of_its_partition() {
     assert_eq!(committed_and_end(&group, &topic, 1), [(1_001, 1_001)]);
 }
 
-/// A native handler: records every call, fails `ev-<n>` with `n % 50 == 7` once (retryable) and
-/// `ev-13` for good.
+/// A native handler: records every call, fails `ev-<n>` with `n % 50 == 7` once (retryable),
+/// panics at the first attempt of `ev-21`, and fails `ev-13` for good.
 struct Recorder(std::sync::Mutex<Vec<(String, String, u32)>>);
 
 impl weft::plugin::NativeHandler for Recorder {
@@ -462,6 +462,7 @@ impl weft::plugin::NativeHandler for Recorder {
         if n == 13 {
             return Err(weft::plugin::HandleError::Permanent(format!("{} is refused", event.id)));
         }
+        assert!(!(n == 21 && delivery.attempt == 1), "the handler panics at ev-21's first attempt");
         if n % 50 == 7 && delivery.attempt == 1 {
             let reason = format!("{} fails its first attempt", event.id);
             return Err(weft::plugin::HandleError::Retryable(weft::plugin::RetryableError {
@@ -529,7 +530,8 @@ async fn native_handlers_take_the_components_path() {
     let metrics = host.metrics().clone();
     assert!(eventually(Duration::from_secs(30), || metrics.in_flight.get() == 0).await, "events in flight");
     assert_eq!(metrics.handled.with_label_values(&[&topic, "recorder"]).get(), 599);
-    assert_eq!(metrics.retried.with_label_values(&[&topic, "recorder"]).get(), 12);
+    assert_eq!(metrics.retried.with_label_values(&[&topic, "recorder"]).get(), 13);
+    assert_eq!(metrics.failed.with_label_values(&[&topic, "recorder", "trap"]).get(), 1, "the panic");
     host.shutdown().await.expect("graceful shutdown");
     for (p, (committed, end)) in committed_and_end(&group, &topic, 3).iter().enumerate() {
         assert_eq!(committed, end, "partition {p} not committed to its end");
@@ -549,5 +551,5 @@ async fn native_handlers_take_the_components_path() {
         }
         last.insert(key, (n, *attempt));
     }
-    assert_eq!(calls.len(), 600 + 12, "every event once, the 12 retried ones twice");
+    assert_eq!(calls.len(), 600 + 13, "every event once, the 13 retried ones twice");
 }

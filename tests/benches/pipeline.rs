@@ -109,6 +109,10 @@ fn main() {
                 native: true,
                 ..Scenario::new("weft, JSON-parsing native handler", &topic, events, &[("parse", "1")])
             },
+            Scenario {
+                swap: true,
+                ..Scenario::new("weft, no-op, hot swap halfway", &topic, events, &[("noop", "1")])
+            },
         ];
         let repeat: usize = std::env::var("WEFT_BENCH_REPEAT").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
         let bins: Vec<Option<String>> = match std::env::var("WEFT_BENCH_BIN") {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -285,6 +285,9 @@ const HOLD_BEFORE_PAUSE: Duration = Duration::from_millis(250);
 /// Fetched events that may wait for full lanes before the loop stops taking records.
 const MAX_HELD: usize = 1_024;
 
+/// Records already fetched that the loop takes in at most before handing them to their lanes.
+const TAKE_TOGETHER: usize = 64;
+
 /// Fetches until `stop` turns true: decode, route with the plugins in service, hand to a lane.
 /// Follows the catalog: when the topics the plugins need change, the subscription changes with them.
 pub async fn fetch_loop(
@@ -336,19 +339,34 @@ pub async fn fetch_loop(
             Some(message) = messages.next(), if take => message,
         };
         match message {
-            Ok(message) => {
-                let live = catalog.live();
-                if !live.subscribes(message.topic()) {
-                    pauses.set_aside(&shared, &message);
-                    continue;
+            Ok(first) => {
+                // Records already fetched are taken in together and handed to their lanes after:
+                // a lane woken once gets several events, instead of one wake-up (and often one
+                // thread parked and woken) per event.
+                let mut jobs = Vec::new();
+                let mut next = Some(first);
+                while let Some(message) = next.take() {
+                    let live = catalog.live();
+                    if live.subscribes(message.topic()) {
+                        jobs.extend(accept(&shared, &live, &mut topics, &message));
+                        pauses.check(&shared, message.topic(), message.partition());
+                    } else {
+                        pauses.set_aside(&shared, &message);
+                    }
+                    if jobs.len() < TAKE_TOGETHER {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => next = Some(message),
+                            Some(Some(Err(error))) => tracing::warn!(%error, "consumer error"),
+                            Some(None) | None => {}
+                        }
+                    }
                 }
-                if let Some(job) = accept(&shared, &live, &mut topics, &message)
-                    && !held.offer(&lanes, job)
-                    && stuck
-                {
-                    pauses.wait_also(&shared, message.topic(), message.partition());
+                for job in jobs {
+                    let (topic, partition) = (job.ticket.topic.clone(), job.ticket.partition);
+                    if !held.offer(&lanes, job) && stuck {
+                        pauses.wait_also(&shared, &topic, partition);
+                    }
                 }
-                pauses.check(&shared, message.topic(), message.partition());
                 // A partition may have been assigned meanwhile, or a message fetched before a pause.
                 pauses.apply(&shared, pauses.all, stuck, true);
             }

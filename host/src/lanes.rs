@@ -275,7 +275,8 @@ impl Lane {
                         break;
                     }
                 },
-                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                // Built only when a timer is due: a disabled branch's future is still created.
+                _ = async { tokio::time::sleep_until(due.expect("guarded").into()).await }, if due.is_some() => {
                     if let Some(key) = self.timers.pop().and_then(|Reverse((_, n))| self.due_keys.remove(&n)) {
                         self.resume(key).await;
                     }

@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use weft::config::{Config, PluginConfig};
 use weft::telemetry::{self, LogFormat};
 
+/// jemalloc, not glibc's allocator: each event's allocations are made by the fetch loop and freed
+/// by a lane on another thread, and glibc takes the allocating thread's arena lock for each such
+/// free; at 45,000 events/s that contention was a fifth of Weft's CPU (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Runs sandboxed WebAssembly event handlers on Kafka.
 #[derive(Parser)]
 #[command(name = "weft", version, about)]

@@ -38,6 +38,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use weft_tests::{ECHO_V2_WASM, ECHO_WASM, brokers, create_topic, parse_metrics, unique};
 
+/// The `weft` binary's allocator, so that the native handlers run like the components do.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const PARTITIONS: i32 = 6;
 const KEYS: usize = 1_000;
 const DATA_BYTES: usize = 1_024;

@@ -36,7 +36,7 @@ for dir in plugins/*-js plugins/conformance/js; do
     wasm="$out/$(js_wasm "$dir").wasm"
     fresh "$wasm" "$dir" && continue
     command -v node >/dev/null || { echo "Node.js 18 or newer is needed to build $dir" >&2; exit 1; }
-    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2)
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
     node "$dir/build.mjs" "$wasm" >&2
 done
 

@@ -301,6 +301,8 @@ pub async fn fetch_loop(
     follow_topics(&shared, &catalog.live().topics, &mut subscribed);
     let mut held = Held::new(lanes.count());
     let mut topics = Topics::default();
+    // The events taken in together; kept across fetches, so its buffer is allocated once.
+    let mut jobs = Vec::with_capacity(TAKE_TOGETHER);
     // One stream for the whole loop: `recv()` would register and drop a waker slot per record.
     let consumer = shared.consumer.clone();
     let mut messages = consumer.stream();
@@ -343,7 +345,6 @@ pub async fn fetch_loop(
                 // Records already fetched are taken in together and handed to their lanes after:
                 // a lane woken once gets several events, instead of one wake-up (and often one
                 // thread parked and woken) per event.
-                let mut jobs = Vec::new();
                 let mut next = Some(first);
                 while let Some(message) = next.take() {
                     let live = catalog.live();
@@ -361,9 +362,11 @@ pub async fn fetch_loop(
                         }
                     }
                 }
-                for job in jobs {
-                    let (topic, partition) = (job.ticket.topic.clone(), job.ticket.partition);
-                    if !held.offer(&lanes, job) && stuck {
+                for job in jobs.drain(..) {
+                    let waiting = stuck.then(|| (job.ticket.topic.clone(), job.ticket.partition));
+                    if !held.offer(&lanes, job)
+                        && let Some((topic, partition)) = waiting
+                    {
                         pauses.wait_also(&shared, &topic, partition);
                     }
                 }

@@ -77,7 +77,7 @@ async fn handler_spans_are_exported_over_otlp_continuing_the_input_trace() {
         .await;
     let outputs = read(&output, 1, Duration::from_secs(60)).await;
     let emitted = outputs.first().and_then(|o| o.header("ce_traceparent")).expect("output with traceparent");
-    let emitted = weft::trace::TraceParent::parse(emitted).expect("valid traceparent");
+    let emitted = weft::ops::trace::TraceParent::parse(emitted).expect("valid traceparent");
     assert_eq!(emitted.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
 
     let handler_span = || {

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use weft::config::{Config, InstanceStrategy, PluginConfig};
-use weft::decode::decode;
-use weft::emit::Emitter;
+use weft::kafka_in::decode::decode;
+use weft::kafka_out::emit::Emitter;
 use weft::event::Record;
-use weft::plugin::{Limits, Plugin};
-use weft::runtime::{Runtime, RuntimeOptions};
+use weft::sandbox::plugin::{Limits, Plugin};
+use weft::sandbox::runtime::{Runtime, RuntimeOptions};
 
 const ECHO: &str = concat!(env!("OUT_DIR"), "/echo.wasm");
 
@@ -128,7 +128,7 @@ macro_rules! copy {
 /// Per-call cost of echo's no-op `handle` called directly through wasmtime: synchronously, the same
 /// with the smallest event (four short attributes, no data, no key: the call's floor), and
 /// asynchronously as Weft does. Returns (sync µs, sync µs with the smallest event, async µs).
-async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::Delivery) -> (f64, f64, f64) {
+async fn raw_calls(event: &weft::sandbox::plugin::Cloudevent, delivery: &weft::sandbox::plugin::Delivery) -> (f64, f64, f64) {
     use wasmtime::component::{Component, HasSelf, Linker};
     use wasmtime::{Engine, Store};
     let mut config = wasmtime::Config::new();
@@ -190,7 +190,7 @@ async fn raw_calls(event: &weft::plugin::Cloudevent, delivery: &weft::plugin::De
 }
 
 /// A record's headers and value, and its delivery.
-type Input<'a> = (&'a [(&'a str, Option<&'a [u8]>)], &'a [u8], &'a weft::plugin::Delivery);
+type Input<'a> = (&'a [(&'a str, Option<&'a [u8]>)], &'a [u8], &'a weft::sandbox::plugin::Delivery);
 
 /// Per-event µs of decoding `value` and handing the event to `plugin`, or to a native Rust
 /// handler that returns at once or (`parse`) parses the data as JSON.
@@ -292,7 +292,7 @@ fn main() {
             headers,
         };
         let event = event.into();
-        let delivery = weft::plugin::delivery(&record, 1);
+        let delivery = weft::sandbox::plugin::delivery(&record, 1);
         let calls = |plugin: Plugin, iterations: u32| {
             let (event, delivery) = (&event, &delivery);
             async move {

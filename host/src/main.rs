@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weft::config::{Config, PluginConfig};
-use weft::telemetry::{self, LogFormat};
+use weft::ops::telemetry::{self, LogFormat};
 
 /// jemalloc, not glibc's allocator: each event's allocations are made by the fetch loop and freed
 /// by a lane on another thread, and glibc takes the allocating thread's arena lock for each such
@@ -143,7 +143,7 @@ enum PluginCommand {
         name: String,
         /// The language.
         #[arg(long, value_enum, default_value = "rust")]
-        lang: weft::scaffold::Lang,
+        lang: weft::cli::scaffold::Lang,
         /// Where to create the project directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -272,8 +272,8 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
         }
         Command::Dev { brokers, plugins, events, rate, listen } => {
             let options =
-                weft::dev::DevOptions { brokers, plugins_dir: plugins, rate, events, listen: Some(listen) };
-            let summary = weft::dev::run(options, shutdown_signal()).await?;
+                weft::cli::dev::DevOptions { brokers, plugins_dir: plugins, rate, events, listen: Some(listen) };
+            let summary = weft::cli::dev::run(options, shutdown_signal()).await?;
             println!(
                 "produced {} sample events; the plugins handled {} and emitted {}",
                 summary.produced, summary.handled, summary.emitted
@@ -284,9 +284,9 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             let kafka = cluster.kafka()?;
             let mut records = Vec::new();
             for file in &files {
-                records.extend(weft::produce::read(file)?);
+                records.extend(weft::cli::produce::read(file)?);
             }
-            let written = weft::produce::send(&kafka, &records).await?;
+            let written = weft::cli::produce::send(&kafka, &records).await?;
             let mut topics = std::collections::BTreeMap::<&str, usize>::new();
             for record in &records {
                 *topics.entry(&record.topic).or_default() += 1;
@@ -295,21 +295,21 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             println!("produced {written} records ({})", counts.join(", "));
         }
         Command::Load { brokers, rate, seconds, listen } => {
-            let options = weft::load::LoadOptions {
+            let options = weft::cli::load::LoadOptions {
                 brokers,
                 rate,
                 duration: std::time::Duration::from_secs(seconds),
                 drain: std::time::Duration::from_secs(30),
                 listen,
             };
-            let report = weft::load::run(options, |line| eprintln!("{line}")).await?;
+            let report = weft::cli::load::run(options, |line| eprintln!("{line}")).await?;
             println!("{report}");
             if report.lost > 0 {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Command::Plugin { command: PluginCommand::New { name, lang, dir } } => {
-            let project = weft::scaffold::create(&name, lang, &dir)?;
+            let project = weft::cli::scaffold::create(&name, lang, &dir)?;
             let shown = project.dir.display();
             println!("created {shown}");
             println!("build:  cd {shown} && {}", project.build);
@@ -320,11 +320,11 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             println!("deploy: cp {shown}/{name}.wasm <weft plugins directory>/");
         }
         Command::Check { plugin } => {
-            let loaded = weft::invoke::check(&plugin, &PluginConfig::default()).await?;
+            let loaded = weft::cli::invoke::check(&plugin, &PluginConfig::default()).await?;
             let report = serde_json::json!({
                 "id": loaded.id,
                 "digest": loaded.digest,
-                "world": weft::plugin::WORLD,
+                "world": weft::sandbox::plugin::WORLD,
                 "describe": loaded.description,
             });
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -350,7 +350,7 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
                 std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?
             };
             anyhow::ensure!(attempt >= 1, "--attempt starts at 1");
-            let record = weft::invoke::InvokeRecord {
+            let record = weft::cli::invoke::InvokeRecord {
                 topic,
                 partition,
                 offset,
@@ -360,8 +360,8 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
                 value,
             };
             let settings = PluginConfig { config: settings.into_iter().collect(), ..PluginConfig::default() };
-            let limits = weft::plugin::Limits::from_config(&Config::with_brokers("unused:9092"));
-            let invocation = weft::invoke::invoke_record(&plugin, &record, &settings, limits).await?;
+            let limits = weft::sandbox::plugin::Limits::from_config(&Config::with_brokers("unused:9092"));
+            let invocation = weft::cli::invoke::invoke_record(&plugin, &record, &settings, limits).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&invocation.to_json(&record))?);
             } else {
@@ -376,7 +376,7 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
 const DLQ_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
-    use weft::replay;
+    use weft::cli::dlq as replay;
     match command {
         DlqCommand::Inspect { topic, cluster, json } => {
             let letters = replay::read(&cluster.kafka()?, &topic, DLQ_IDLE).await?;

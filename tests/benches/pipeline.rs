@@ -285,7 +285,7 @@ async fn latency(rate: u64) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     paced(&brokers, "in-noop", events, rate).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while weft::metrics::total(&host.metrics().handled) < events && Instant::now() < deadline {
+    while weft::ops::metrics::total(&host.metrics().handled) < events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     own_part("weft's own part, no-op", &host);
@@ -294,7 +294,7 @@ async fn latency(rate: u64) {
 
 /// Prints Weft's own part of the delay (`weft_event_host_seconds`) at bucket resolution.
 fn own_part(name: &str, host: &weft::Host) {
-    let own = |q| format!("{:.2}", weft::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3);
+    let own = |q| format!("{:.2}", weft::ops::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3);
     println!(
         "{name:<36} p50 ≤ {:>5} ms  p99 ≤ {:>5} ms  p999 ≤ {:>5} ms  (weft_event_host_seconds)",
         own(0.5),
@@ -438,7 +438,7 @@ fn raw_consumer(brokers: &str, topic: &str, events: u64, settings: &str) {
     let mut config = if settings == "weft" {
         let mut weft = weft::Config::with_brokers(brokers);
         weft.kafka.group_id = group;
-        let mut config = weft::kafka::consumer_config(&weft.kafka);
+        let mut config = weft::kafka::client::consumer_config(&weft.kafka);
         // A plain consumer stores what it polls.
         config.set("enable.auto.offset.store", "true");
         config
@@ -478,16 +478,16 @@ struct Native {
     parse: bool,
 }
 
-impl weft::plugin::NativeHandler for Native {
+impl weft::sandbox::plugin::NativeHandler for Native {
     fn handle(
         &self,
-        event: &weft::plugin::Cloudevent,
-        _: &weft::plugin::Delivery,
-    ) -> Result<(), weft::plugin::HandleError> {
+        event: &weft::sandbox::plugin::Cloudevent,
+        _: &weft::sandbox::plugin::Delivery,
+    ) -> Result<(), weft::sandbox::plugin::HandleError> {
         if self.parse {
             let data = event.data.as_deref().unwrap_or_default();
             let value = serde_json::from_slice::<serde_json::Value>(data)
-                .map_err(|e| weft::plugin::HandleError::Permanent(format!("data is not JSON: {e}")))?;
+                .map_err(|e| weft::sandbox::plugin::HandleError::Permanent(format!("data is not JSON: {e}")))?;
             drop(std::hint::black_box(value));
         }
         Ok(())
@@ -501,18 +501,18 @@ fn native_weft(config: &Path, topic: &str, parse: bool) {
     let config = weft::Config::load(config).expect("configuration");
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        let description = weft::plugin::Description {
+        let description = weft::sandbox::plugin::Description {
             name: "native".into(),
             version: "1".into(),
             description: "a native handler".into(),
-            subscriptions: vec![weft::route::SubscriptionSpec {
+            subscriptions: vec![weft::config::SubscriptionSpec {
                 topic: topic.into(),
                 types: vec![],
                 sources: vec![],
             }],
         };
         let native =
-            weft::plugin::Plugin::native("native", description, std::sync::Arc::new(Native { parse }))
+            weft::sandbox::plugin::Plugin::native("native", description, std::sync::Arc::new(Native { parse }))
                 .expect("native handler");
         let host = weft::Host::start_with(config, vec![native]).await.expect("weft starts");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();

@@ -55,7 +55,7 @@ fn uuid_ish() -> String {
 /// Logs go to the test output when `RUST_LOG` is set.
 pub fn init_logging() {
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = weft::telemetry::init(weft::telemetry::LogFormat::Text, &Default::default());
+        let _ = weft::ops::telemetry::init(weft::ops::telemetry::LogFormat::Text, &Default::default());
     }
 }
 
@@ -235,8 +235,8 @@ impl TestProducer {
         }
         let event = builder.build().expect("valid event");
         let (headers, value) = match mode {
-            Mode::Binary => weft::dev::binary_record(&event),
-            Mode::Structured => weft::dev::structured_record(&event),
+            Mode::Binary => weft::cli::dev::binary_record(&event),
+            Mode::Structured => weft::cli::dev::structured_record(&event),
         };
         let headers: Vec<(&str, Option<&[u8]>)> =
             headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))).collect();
@@ -254,7 +254,7 @@ impl TestProducer {
         value: Option<&[u8]>,
     ) {
         let mut record =
-            FutureRecord::<[u8], [u8]>::to(topic).headers(weft::headers::build(headers.iter().copied()));
+            FutureRecord::<[u8], [u8]>::to(topic).headers(weft::kafka::headers::build(headers.iter().copied()));
         if let Some(p) = partition {
             record = record.partition(p);
         }
@@ -380,7 +380,7 @@ pub async fn read_until_with(
                 // Byte-level: a dead letter may carry a header name that is not UTF-8.
                 let raw_headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = m
                     .headers()
-                    .map(weft::headers::read)
+                    .map(weft::kafka::headers::read)
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))

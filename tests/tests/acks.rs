@@ -29,7 +29,7 @@ async fn read_mock(bootstrap: &str, topic: &str, count: usize) -> Vec<(String, S
             .await
             .unwrap_or_else(|_| panic!("only {} of {count} records on {topic}", read.len()))
             .unwrap();
-        let id = weft::headers::read(message.headers().unwrap())
+        let id = weft::kafka::headers::read(message.headers().unwrap())
             .into_iter()
             .find(|(name, _)| *name == b"ce_id")
             .and_then(|(_, value)| value.map(|v| String::from_utf8_lossy(v).into_owned()))

@@ -27,7 +27,7 @@ async fn every_language_passes_the_same_cases_through_the_host() {
     let dir = std::env::temp_dir().join(unique("weft-conformance"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = config(&dir);
-    config.retry = weft::retry::RetrySettings {
+    config.retry = weft::config::RetrySettings {
         max_attempts: Some(2),
         initial_backoff_ms: Some(50),
         max_backoff_ms: Some(5_000),
@@ -118,7 +118,7 @@ async fn every_language_passes_the_same_cases_through_the_host() {
         let event = serde_json::json!({
             "specversion": "1.0", "id": "hint", "source": "/c", "type": "t", "conformance": "retry"
         });
-        let run = weft::invoke::invoke(
+        let run = weft::cli::invoke::invoke(
             &component(lang),
             &serde_json::to_vec(&event).unwrap(),
             "conformance-in",
@@ -127,7 +127,7 @@ async fn every_language_passes_the_same_cases_through_the_host() {
         .await
         .unwrap();
         match run.outcome {
-            Err(weft::plugin::Failure::Retryable { delay, .. }) => {
+            Err(weft::failure::Failure::Retryable { delay, .. }) => {
                 assert_eq!(delay, Some(Duration::from_millis(1234)), "{lang}")
             }
             other => panic!("{lang}: {other:?}"),

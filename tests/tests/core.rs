@@ -27,9 +27,9 @@ fn produce_stream(producer: &TestProducer, topic: &str, count: u64, keys: u64) {
             .build()
             .expect("valid event");
         let (headers, value) = if n.is_multiple_of(2) {
-            weft::dev::binary_record(&event)
+            weft::cli::dev::binary_record(&event)
         } else {
-            weft::dev::structured_record(&event)
+            weft::cli::dev::structured_record(&event)
         };
         producer.enqueue(topic, &key, &headers, &value);
     }

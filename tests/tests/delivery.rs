@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cloudevents::EventBuilder;
 use weft::Host;
-use weft::retry::RetrySettings;
+use weft::config::RetrySettings;
 use weft_tests::*;
 
 fn fast_retries(max_attempts: u32, initial_ms: u64) -> RetrySettings {
@@ -274,7 +274,7 @@ async fn loops_runaway_allocation_and_panics_end_in_the_dlq_with_their_reason() 
     // the bad ones have used up their attempts.
     let started = Instant::now();
     for n in 0..300 {
-        let (headers, value) = weft::dev::binary_record(
+        let (headers, value) = weft::cli::dev::binary_record(
             &cloudevents::EventBuilderV10::new()
                 .id(format!("steady-{n}"))
                 .source("/t")
@@ -364,7 +364,7 @@ async fn a_full_lane_pauses_only_the_partition_whose_events_wait_for_it() {
     config.pipeline.lanes = 2;
     config.pipeline.lane_capacity = 1;
     config.pipeline.max_parked = 1;
-    let lane = |key: &str| weft::lanes::lane_of(&topic, 0, Some(key.as_bytes()), 2);
+    let lane = |key: &str| weft::pipeline::lanes::lane_of(&topic, 0, Some(key.as_bytes()), 2);
     let other = (0..).map(|n| format!("K{n}")).find(|k| lane(k) != lane("A")).unwrap();
     plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
     let host = Host::start(config).await.expect("host starts");
@@ -450,22 +450,22 @@ async fn a_stuck_head_bounds_the_uncommitted_events_of_its_partition() {
 /// panics at the first attempt of `ev-21`, and fails `ev-13` for good.
 struct Recorder(std::sync::Mutex<Vec<(String, String, u32)>>);
 
-impl weft::plugin::NativeHandler for Recorder {
+impl weft::sandbox::plugin::NativeHandler for Recorder {
     fn handle(
         &self,
-        event: &weft::plugin::Cloudevent,
-        delivery: &weft::plugin::Delivery,
-    ) -> Result<(), weft::plugin::HandleError> {
+        event: &weft::sandbox::plugin::Cloudevent,
+        delivery: &weft::sandbox::plugin::Delivery,
+    ) -> Result<(), weft::sandbox::plugin::HandleError> {
         let key = String::from_utf8_lossy(delivery.key.as_deref().unwrap_or_default()).into_owned();
         self.0.lock().unwrap().push((key, event.id.clone(), delivery.attempt));
         let n: u64 = event.id.trim_start_matches("ev-").parse().unwrap();
         if n == 13 {
-            return Err(weft::plugin::HandleError::Permanent(format!("{} is refused", event.id)));
+            return Err(weft::sandbox::plugin::HandleError::Permanent(format!("{} is refused", event.id)));
         }
         assert!(!(n == 21 && delivery.attempt == 1), "the handler panics at ev-21's first attempt");
         if n % 50 == 7 && delivery.attempt == 1 {
             let reason = format!("{} fails its first attempt", event.id);
-            return Err(weft::plugin::HandleError::Retryable(weft::plugin::RetryableError {
+            return Err(weft::sandbox::plugin::HandleError::Retryable(weft::sandbox::plugin::RetryableError {
                 reason,
                 delay_ms: None,
             }));
@@ -490,7 +490,7 @@ async fn native_handlers_take_the_components_path() {
             .data("application/json", serde_json::json!({ "n": n }))
             .build()
             .unwrap();
-        let (headers, value) = weft::dev::structured_record(&event);
+        let (headers, value) = weft::cli::dev::structured_record(&event);
         producer.enqueue(&topic, &key, &headers, &value);
     }
     producer.flush();
@@ -503,17 +503,17 @@ async fn native_handlers_take_the_components_path() {
     recorder_settings.retry = fast_retries(3, 20);
     let group = config.kafka.group_id.clone();
     let recorder = std::sync::Arc::new(Recorder(Default::default()));
-    let description = weft::plugin::Description {
+    let description = weft::sandbox::plugin::Description {
         name: "recorder".into(),
         version: "1.0.0".into(),
         description: "records what it is given".into(),
-        subscriptions: vec![weft::route::SubscriptionSpec {
+        subscriptions: vec![weft::config::SubscriptionSpec {
             topic: topic.clone(),
             types: vec![],
             sources: vec![],
         }],
     };
-    let native = weft::plugin::Plugin::native("recorder", description, recorder.clone()).unwrap();
+    let native = weft::sandbox::plugin::Plugin::native("recorder", description, recorder.clone()).unwrap();
     let host = Host::start_with(config, vec![native]).await.expect("host starts");
     let refused = host.refused();
     assert_eq!(refused.len(), 1, "{refused:?}");

@@ -6,14 +6,14 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_runs_the_audit_plugin_on_the_mock_cluster() {
     weft_tests::init_logging();
-    let options = weft::dev::DevOptions {
+    let options = weft::cli::dev::DevOptions {
         brokers: None,
         plugins_dir: None,
         rate: 50,
         events: None,
         listen: any_port(),
     };
-    let summary = weft::dev::run(options, tokio::time::sleep(Duration::from_secs(8))).await.unwrap();
+    let summary = weft::cli::dev::run(options, tokio::time::sleep(Duration::from_secs(8))).await.unwrap();
     assert!(summary.produced >= 100, "{summary:?}");
     assert!(summary.handled >= 50, "the audit plugin handled too little: {summary:?}");
     assert_eq!(summary.emitted, summary.handled, "one audit record per handled event: {summary:?}");
@@ -32,14 +32,14 @@ fn conformance_dir() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_feeds_a_plugins_directory_on_the_topics_it_subscribes_to() {
     weft_tests::init_logging();
-    let options = weft::dev::DevOptions {
+    let options = weft::cli::dev::DevOptions {
         brokers: None,
         plugins_dir: Some(conformance_dir()),
         rate: 50,
         events: None,
         listen: any_port(),
     };
-    let summary = weft::dev::run(options, tokio::time::sleep(Duration::from_secs(8))).await.unwrap();
+    let summary = weft::cli::dev::run(options, tokio::time::sleep(Duration::from_secs(8))).await.unwrap();
     assert!(summary.handled >= 50, "made-up events did not reach the plugin: {summary:?}");
     assert_eq!(summary.emitted, summary.handled, "one output per handled event: {summary:?}");
 }
@@ -59,14 +59,14 @@ async fn dev_feeds_the_events_of_a_file_to_the_subscriptions_they_match() {
         ),
     )
     .unwrap();
-    let options = weft::dev::DevOptions {
+    let options = weft::cli::dev::DevOptions {
         brokers: None,
         plugins_dir: Some(conformance_dir()),
         rate: 50,
         events: Some(events),
         listen: any_port(),
     };
-    let summary = weft::dev::run(options, tokio::time::sleep(Duration::from_secs(8))).await.unwrap();
+    let summary = weft::cli::dev::run(options, tokio::time::sleep(Duration::from_secs(8))).await.unwrap();
     assert!(summary.handled >= 25, "{summary:?}");
     assert!(summary.produced >= summary.handled * 2 - 2, "half of them fail for good: {summary:?}");
 }
@@ -75,13 +75,13 @@ async fn dev_feeds_the_events_of_a_file_to_the_subscriptions_they_match() {
 async fn dev_refuses_an_events_file_that_is_not_cloudevents() {
     let events = std::env::temp_dir().join(format!("{}.json", weft_tests::unique("dev-bad")));
     std::fs::write(&events, r#"{"id": 7}"#).unwrap();
-    let options = weft::dev::DevOptions {
+    let options = weft::cli::dev::DevOptions {
         brokers: None,
         plugins_dir: Some(conformance_dir()),
         rate: 5,
         events: Some(events),
         listen: any_port(),
     };
-    let error = weft::dev::run(options, std::future::pending()).await.unwrap_err();
+    let error = weft::cli::dev::run(options, std::future::pending()).await.unwrap_err();
     assert!(format!("{error:#}").contains("not a CloudEvent"), "{error:#}");
 }

@@ -1,6 +1,6 @@
 //! The four example systems under examples/, end to end against the broker: each example's own
 //! weft.toml, plugins and sample records (examples/<name>/records.jsonl, written with
-//! `weft::produce`, the code behind `weft produce`), plus generated load where ordering or volume
+//! `weft::cli::produce`, the code behind `weft produce`), plus generated load where ordering or volume
 //! matters. Topic names get a per-run suffix so the tests can run again on the same broker; each
 //! plugin is subscribed to what its own `describe()` asks for, on the renamed topics.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weft::route::SubscriptionSpec;
+use weft::config::SubscriptionSpec;
 use weft_tests::*;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(90);
 /// One example system, loaded for this run.
 struct Example {
     config: weft::Config,
-    records: Vec<weft::produce::Record>,
+    records: Vec<weft::cli::produce::Record>,
     /// Example topic name -> this run's topic.
     topics: HashMap<&'static str, String>,
 }
@@ -51,7 +51,7 @@ impl Example {
         config.plugins.reload_debounce_ms = test.plugins.reload_debounce_ms;
         config.http = test.http;
         config.validate().expect("the example's configuration is valid");
-        let records = weft::produce::parse(&records_text).expect("records.jsonl parses");
+        let records = weft::cli::produce::parse(&records_text).expect("records.jsonl parses");
         let mut example = Example { config, records, topics: renamed };
         for (id, path) in plugins {
             example.subscribe_as_described(id, path).await;
@@ -62,7 +62,7 @@ impl Example {
     /// Subscribes plugin `id` to what its `describe()` asks for, on this run's topics (a topic
     /// the example does not list is a failure: the plugin and the example disagree).
     async fn subscribe_as_described(&mut self, id: &str, path: &Path) {
-        let plugin = weft::invoke::check(path, &Default::default()).await.expect("the plugin loads");
+        let plugin = weft::cli::invoke::check(path, &Default::default()).await.expect("the plugin loads");
         let subscriptions = plugin
             .description
             .subscriptions
@@ -79,15 +79,15 @@ impl Example {
     }
 
     /// Writes the example's records and then `extra`, as `weft produce` does.
-    async fn produce(&self, extra: &[weft::produce::Record]) {
+    async fn produce(&self, extra: &[weft::cli::produce::Record]) {
         let all: Vec<_> = self.records.iter().chain(extra).cloned().collect();
-        let written = weft::produce::send(&self.config.kafka, &all).await.expect("producing the records");
+        let written = weft::cli::produce::send(&self.config.kafka, &all).await.expect("producing the records");
         assert_eq!(written, all.len());
     }
 }
 
-fn record(topic: &str, key: &str, value: &Value) -> weft::produce::Record {
-    weft::produce::Record {
+fn record(topic: &str, key: &str, value: &Value) -> weft::cli::produce::Record {
+    weft::cli::produce::Record {
         topic: topic.to_string(),
         partition: None,
         key: Some(key.to_string()),
@@ -295,7 +295,7 @@ async fn platform_resource_events_retry_until_their_kind_is_deployed() {
 
     // The pipeline kind is not defined yet: its event fails and waits for a retry, then the
     // definition is rolled out.
-    let retried = || weft::metrics::total(&host.metrics().retried);
+    let retried = || weft::ops::metrics::total(&host.metrics().retried);
     assert!(eventually(WAIT, || retried() >= 1).await, "the undefined kind's event is retried");
     std::fs::write(kinds.join("pipeline.json"), r#"{"required": ["spec.schedule"]}"#).unwrap();
 

@@ -7,7 +7,7 @@ use weft_tests::{AUDIT_WASM, ECHO_WASM, WRONG_WORLD_WASM, example};
 
 #[tokio::test]
 async fn check_reports_what_the_plugin_describes() {
-    let plugin = weft::invoke::check(Path::new(AUDIT_WASM), &PluginConfig::default()).await.unwrap();
+    let plugin = weft::cli::invoke::check(Path::new(AUDIT_WASM), &PluginConfig::default()).await.unwrap();
     assert_eq!(plugin.id, "audit");
     assert_eq!(plugin.description.name, "audit");
     assert_eq!(plugin.subscriptions.len(), 1);
@@ -18,14 +18,14 @@ async fn check_reports_what_the_plugin_describes() {
 
 #[tokio::test]
 async fn check_refuses_another_world_with_the_reason() {
-    let err = weft::invoke::check(Path::new(WRONG_WORLD_WASM), &PluginConfig::default()).await.unwrap_err();
+    let err = weft::cli::invoke::check(Path::new(WRONG_WORLD_WASM), &PluginConfig::default()).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("does not implement weft:handler/handler@0.1.0"), "{text}");
 }
 
 #[tokio::test]
 async fn audit_emits_one_record_per_task_event_with_trace_context() {
-    let run = weft::invoke::invoke(
+    let run = weft::cli::invoke::invoke(
         Path::new(AUDIT_WASM),
         &example("task-created.json"),
         "task-events",
@@ -52,7 +52,7 @@ async fn audit_emits_one_record_per_task_event_with_trace_context() {
 
 #[tokio::test]
 async fn audit_fails_permanently_on_an_event_without_task_fields() {
-    let run = weft::invoke::invoke(
+    let run = weft::cli::invoke::invoke(
         Path::new(AUDIT_WASM),
         &example("not-a-task.json"),
         "task-events",
@@ -71,7 +71,7 @@ async fn config_values_reach_the_plugin() {
         config: [("output-topic".to_string(), "elsewhere".to_string())].into_iter().collect(),
         ..PluginConfig::default()
     };
-    let run = weft::invoke::invoke(Path::new(ECHO_WASM), &example("task-created.json"), "in", &settings)
+    let run = weft::cli::invoke::invoke(Path::new(ECHO_WASM), &example("task-created.json"), "in", &settings)
         .await
         .unwrap();
     assert_eq!(run.outcome, Ok(1));
@@ -80,8 +80,8 @@ async fn config_values_reach_the_plugin() {
 }
 
 /// Calls echo with `event` under `limits`.
-async fn echo_under(limits: weft::plugin::Limits, event: &[u8]) -> weft::invoke::Invocation {
-    weft::invoke::invoke_with(Path::new(ECHO_WASM), event, "in", &PluginConfig::default(), limits)
+async fn echo_under(limits: weft::sandbox::plugin::Limits, event: &[u8]) -> weft::cli::invoke::Invocation {
+    weft::cli::invoke::invoke_with(Path::new(ECHO_WASM), event, "in", &PluginConfig::default(), limits)
         .await
         .unwrap()
 }
@@ -96,10 +96,10 @@ fn failing(mode: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_fuel_limit_stops_a_loop_long_before_the_deadline() {
-    let limits = weft::plugin::Limits {
+    let limits = weft::sandbox::plugin::Limits {
         fuel: Some(50_000_000),
         timeout: std::time::Duration::from_secs(60),
-        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+        ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     let started = std::time::Instant::now();
     let run = echo_under(limits, &failing("loop")).await;
@@ -112,17 +112,17 @@ async fn a_fuel_limit_stops_a_loop_long_before_the_deadline() {
 
 #[tokio::test]
 async fn fresh_instances_with_a_cap_of_one_still_handle_events() {
-    let limits = weft::plugin::Limits {
+    let limits = weft::sandbox::plugin::Limits {
         instances: weft::config::InstanceStrategy::Fresh,
         max_instances: 1,
-        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+        ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     assert_eq!(echo_under(limits, &example("task-created.json")).await.outcome, Ok(1));
 }
 
 /// Loads echo under `limits` and calls it with a looping event and an ordinary one at once;
 /// returns how long the ordinary one took.
-async fn ordinary_call_beside_a_loop(limits: weft::plugin::Limits) -> std::time::Duration {
+async fn ordinary_call_beside_a_loop(limits: weft::sandbox::plugin::Limits) -> std::time::Duration {
     let plugin = loaded_echo(limits).await;
     let looping = failing("loop");
     let slow = handle_json(&plugin, &looping);
@@ -140,18 +140,18 @@ async fn ordinary_call_beside_a_loop(limits: weft::plugin::Limits) -> std::time:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_instances_caps_concurrent_calls() {
-    let limits = weft::plugin::Limits {
+    let limits = weft::sandbox::plugin::Limits {
         timeout: std::time::Duration::from_millis(1_000),
-        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+        ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     // One instance: the ordinary call waits for the looping one to be stopped.
-    let capped = ordinary_call_beside_a_loop(weft::plugin::Limits { max_instances: 1, ..limits }).await;
+    let capped = ordinary_call_beside_a_loop(weft::sandbox::plugin::Limits { max_instances: 1, ..limits }).await;
     assert!(
         capped >= std::time::Duration::from_millis(700),
         "did not wait for the only instance: {capped:?}"
     );
     // Two: it runs beside the loop on its own instance.
-    let free = ordinary_call_beside_a_loop(weft::plugin::Limits { max_instances: 2, ..limits }).await;
+    let free = ordinary_call_beside_a_loop(weft::sandbox::plugin::Limits { max_instances: 2, ..limits }).await;
     assert!(free < std::time::Duration::from_millis(700), "waited although an instance was free: {free:?}");
 }
 
@@ -167,22 +167,22 @@ fn failing_with(mode: &str, extensions: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// Echo loaded under `limits`, and a structured event decoded for it.
-async fn loaded_echo(limits: weft::plugin::Limits) -> weft::plugin::Plugin {
-    weft::plugin::Plugin::load(
-        &weft::runtime::Runtime::new().unwrap(),
+async fn loaded_echo(limits: weft::sandbox::plugin::Limits) -> weft::sandbox::plugin::Plugin {
+    weft::sandbox::plugin::Plugin::load(
+        &weft::sandbox::runtime::Runtime::new().unwrap(),
         Path::new(ECHO_WASM),
         &PluginConfig::default(),
         limits,
-        std::sync::Arc::new(weft::emit::Emitter::Discard),
+        std::sync::Arc::new(weft::kafka_out::emit::Emitter::Discard),
     )
     .await
     .unwrap()
 }
 
 /// Decodes a structured event and calls `plugin` with it.
-async fn handle_json(plugin: &weft::plugin::Plugin, json: &[u8]) -> Result<usize, weft::plugin::Failure> {
+async fn handle_json(plugin: &weft::sandbox::plugin::Plugin, json: &[u8]) -> Result<usize, weft::failure::Failure> {
     let structured: &[u8] = b"application/cloudevents+json";
-    let (event, headers) = weft::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
+    let (event, headers) = weft::kafka_in::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
     let record = weft::event::Record {
         topic: "in".into(),
         partition: 0,
@@ -191,14 +191,14 @@ async fn handle_json(plugin: &weft::plugin::Plugin, json: &[u8]) -> Result<usize
         timestamp_ms: None,
         headers,
     };
-    plugin.handle(&event.into(), &weft::plugin::delivery(&record, 1)).await
+    plugin.handle(&event.into(), &weft::sandbox::plugin::delivery(&record, 1)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_asleep_in_a_wasi_call_is_stopped_at_its_deadline() {
-    let limits = weft::plugin::Limits {
+    let limits = weft::sandbox::plugin::Limits {
         timeout: std::time::Duration::from_millis(1_000),
-        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+        ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     let plugin = loaded_echo(limits).await;
     let started = std::time::Instant::now();
@@ -218,7 +218,7 @@ async fn a_plugin_that_floods_its_log_and_stdio_is_capped() {
         tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(std::io::sink);
     let _ = tracing::subscriber::set_global_default(everything.finish());
     let plugin =
-        loaded_echo(weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))).await;
+        loaded_echo(weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))).await;
     // 2,000 lines through each of host.log, stdout and stderr; one 1 MiB line through each.
     let lines = failing_with("flood", &[("floodlines", "2000"), ("floodbytes", "100")]);
     assert_eq!(handle_json(&plugin, &lines).await, Ok(1));
@@ -230,13 +230,13 @@ async fn a_plugin_that_floods_its_log_and_stdio_is_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emits_past_the_quota_of_a_call_are_refused() {
-    let limits = weft::plugin::Limits {
+    let limits = weft::sandbox::plugin::Limits {
         max_emits: 10,
         max_emit_bytes: 64 << 10,
-        ..weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+        ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     let plugin = loaded_echo(limits).await;
-    let refused = |failure: weft::plugin::Failure, after: &str, limit: &str| {
+    let refused = |failure: weft::failure::Failure, after: &str, limit: &str| {
         let message = failure.to_string();
         assert!(message.contains(&format!("emit refused after {after} events")), "{message}");
         assert!(message.contains("Forbidden") && message.contains(limit), "{message}");

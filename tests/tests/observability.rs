@@ -128,7 +128,7 @@ async fn traceparent_is_continued_onto_emitted_events() {
 
     let traced = outputs.iter().find(|o| o.header("ce_id") == Some("traced")).unwrap();
     let continued = traced.header("ce_traceparent").expect("emitted event carries a traceparent");
-    let parsed = weft::trace::TraceParent::parse(continued).expect("a valid traceparent");
+    let parsed = weft::ops::trace::TraceParent::parse(continued).expect("a valid traceparent");
     assert_eq!(parsed.trace_id, "0af7651916cd43dd8448eb211c80319c", "same trace");
     assert_eq!(parsed.flags, "01");
     assert_ne!(parsed.span_id, "b7ad6b7169203331", "a child span, not the input's");

@@ -10,8 +10,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use weft::consumer::store_positions;
-use weft::offsets::OffsetTracker;
+use weft::kafka_in::commit::store_positions;
+use weft::pipeline::offsets::OffsetTracker;
 
 const EVENTS: i64 = 20_000;
 const LANES: usize = 8;

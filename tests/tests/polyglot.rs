@@ -14,7 +14,7 @@ async fn host_with(id: &str, path: &std::path::Path, topic: &str, types: &str, o
     let mut config = config(&dir);
     config.retry.max_attempts = Some(1);
     plugin_config(&mut config, id, &[("output-topic", output)]);
-    config.plugin.get_mut(id).unwrap().subscriptions = Some(vec![weft::route::SubscriptionSpec {
+    config.plugin.get_mut(id).unwrap().subscriptions = Some(vec![weft::config::SubscriptionSpec {
         topic: topic.to_string(),
         types: vec![types.into()],
         sources: vec![],

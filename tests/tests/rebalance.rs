@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use weft::Host;
-use weft::retry::RetrySettings;
+use weft::config::RetrySettings;
 use weft_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use weft_tests::*;
 const PARTITIONS: i32 = 3;
 
 fn digest_of(path: &str) -> String {
-    weft::plugin::digest(&std::fs::read(path).unwrap())
+    weft::sandbox::plugin::digest(&std::fs::read(path).unwrap())
 }
 
 /// Replaces `dir/<stem>.wasm` the way deployment tools do: written beside it under a temp name,
@@ -85,7 +85,7 @@ async fn versions_swapped_under_load_handle_every_event_once_and_never_go_back()
                 }
                 for n in chunk * 250..(chunk + 1) * 250 {
                     let key = format!("user-{}", n % 300);
-                    let (headers, value) = weft::dev::binary_record(&event(n));
+                    let (headers, value) = weft::cli::dev::binary_record(&event(n));
                     producer.enqueue(&topic, &key, &headers, &value);
                 }
                 producer.flush();
@@ -252,7 +252,7 @@ async fn a_deleted_plugin_drops_its_pending_retries_without_dead_letters() {
     create_topic(&dlq, 1).await;
     let dir = plugins_dir(&[("flaky", ECHO_WASM)]);
     let mut config = config(&dir);
-    config.retry = weft::retry::RetrySettings {
+    config.retry = weft::config::RetrySettings {
         max_attempts: Some(3),
         initial_backoff_ms: Some(1_500),
         jitter: Some(0.0),
@@ -358,16 +358,16 @@ async fn bad_files_written_while_running_are_refused_and_the_running_version_kee
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_file_is_not_compiled_again() {
-    use weft::runtime::{Runtime, RuntimeOptions};
+    use weft::sandbox::runtime::{Runtime, RuntimeOptions};
     let cache_dir = std::env::temp_dir().join(unique("weft-cache"));
     let options = RuntimeOptions { fuel: false, cache_dir: Some(cache_dir.clone()) };
     let load = |runtime| async move {
-        weft::plugin::Plugin::load(
+        weft::sandbox::plugin::Plugin::load(
             &runtime,
             Path::new(ECHO_WASM),
             &Default::default(),
-            weft::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092")),
-            std::sync::Arc::new(weft::emit::Emitter::Discard),
+            weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092")),
+            std::sync::Arc::new(weft::kafka_out::emit::Emitter::Discard),
         )
         .await
         .expect("echo loads")

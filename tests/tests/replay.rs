@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use weft::Host;
-use weft::replay::{self, Filter};
+use weft::cli::dlq::{self as replay, Filter};
 use weft_tests::*;
 
 async fn host(topic: &str, output: &str, group: &str, broken: bool) -> Host {

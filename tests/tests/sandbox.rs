@@ -20,9 +20,9 @@ async fn run(
     action: &str,
     subject: Option<&str>,
     grants: Grants,
-) -> Result<Vec<weft::emit::Emitted>, String> {
+) -> Result<Vec<weft::kafka_out::emit::Emitted>, String> {
     let settings = PluginConfig { grants, ..PluginConfig::default() };
-    let run = weft::invoke::invoke(Path::new(SANDBOX_WASM), &event(action, subject), "sandbox-in", &settings)
+    let run = weft::cli::invoke::invoke(Path::new(SANDBOX_WASM), &event(action, subject), "sandbox-in", &settings)
         .await
         .unwrap();
     run.outcome.map(|_| run.emitted).map_err(|failure| failure.to_string())

@@ -1,0 +1,79 @@
+//! Every default value of the configuration, in one place.
+
+use std::path::PathBuf;
+
+pub fn group_id() -> String {
+    "weft".into()
+}
+
+pub fn plugins_dir() -> PathBuf {
+    PathBuf::from("plugins")
+}
+
+pub fn timeout_ms() -> u64 {
+    5_000
+}
+
+pub fn memory_limit_mib() -> u64 {
+    64
+}
+
+pub fn max_instances() -> usize {
+    16
+}
+
+pub fn max_emits() -> usize {
+    1_000
+}
+
+pub fn max_emit_mib() -> u64 {
+    16
+}
+
+pub fn reload_debounce_ms() -> u64 {
+    250
+}
+
+pub fn lanes() -> usize {
+    64
+}
+
+pub fn lane_capacity() -> usize {
+    64
+}
+
+pub fn drain_timeout_ms() -> u64 {
+    10_000
+}
+
+pub fn max_parked() -> usize {
+    1_000
+}
+
+pub fn stall_timeout_ms() -> u64 {
+    300_000
+}
+
+pub fn max_uncommitted() -> usize {
+    100_000
+}
+
+pub fn max_in_flight_mib() -> u64 {
+    256
+}
+
+pub fn http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+pub fn yes() -> bool {
+    true
+}
+
+pub fn replication_factor() -> i32 {
+    -1
+}
+
+pub fn dlq_suffix() -> String {
+    ".dlq".into()
+}

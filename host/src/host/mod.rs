@@ -1,0 +1,267 @@
+//! A running Weft host: plugins loaded, consumer in the group, lanes working. `start` brings it up,
+//! `shutdown` stops fetching, lets in-flight events finish, commits and leaves the group.
+//!
+//! # Layout
+//! - this file: assembling the stages (Kafka clients, catalog, pipeline, lanes, fetch loop,
+//!   listener, watcher) and taking them down in order.
+//! - [`status`]: what `/metrics`, `/readyz` and `/plugins` show of the running host.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::watch;
+
+use crate::config::{Config, TopicFormat};
+use crate::kafka::client as kafka;
+use crate::kafka_in::commit::{commit, store_positions};
+use crate::kafka_in::fetch::fetch_loop;
+use crate::kafka_in::group::{GroupContext, Membership, WeftConsumer};
+use crate::kafka_in::intake::Intake;
+use crate::kafka_out::dead_letters::{self, DeadLetters};
+use crate::kafka_out::emit::Emitter;
+use crate::ops::health::Health;
+use crate::ops::http;
+use crate::ops::metrics::Metrics;
+use crate::ops::tasks::Tasks;
+use crate::pipeline::catalog::{Catalog, Refusal};
+use crate::pipeline::context::PipelineContext;
+use crate::pipeline::in_flight::InFlight;
+use crate::pipeline::lanes::Lanes;
+use crate::pipeline::offsets::OffsetTracker;
+use crate::sandbox::plugin::Plugin;
+use crate::sandbox::runtime::{Runtime, RuntimeOptions};
+
+pub mod status;
+
+/// A running host.
+pub struct Host {
+    /// What the fetch loop works with; kept for the commit at shutdown.
+    intake: Arc<Intake>,
+    /// The emit producer and the dead-letter producer, flushed at shutdown.
+    producers: [FutureProducer; 2],
+    catalog: Arc<Catalog>,
+    stop: watch::Sender<bool>,
+    /// Every long-lived task: one that ends before shutdown is a failure.
+    tasks: Tasks,
+    http_addr: Option<std::net::SocketAddr>,
+    health: Arc<Health>,
+}
+
+impl Host {
+    /// Loads the plugins, joins the consumer group and starts handling events.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// [`Host::start`] with native handlers (see [`crate::sandbox::plugin::NativeHandler`], built with
+    /// [`Plugin::native`]) served beside the plugins directory's components, on the same path.
+    /// `[plugin.<id>]` applies to them as to a component: `subscriptions` overrides theirs and
+    /// `retry` sets their retry policy (`config` and `limits` do not apply: there is no sandbox).
+    pub async fn start_with(config: Config, natives: Vec<Plugin>) -> anyhow::Result<Self> {
+        config.validate()?;
+        let natives = natives
+            .into_iter()
+            .map(|mut plugin| {
+                if let Some(subscriptions) =
+                    config.plugin.get(&plugin.id).and_then(|p| p.subscriptions.clone())
+                {
+                    plugin.subscriptions = subscriptions;
+                }
+                plugin.retry = config.retry_policy(&plugin.id);
+                Arc::new(plugin)
+            })
+            .collect();
+        let config = Arc::new(config);
+        let metrics = Metrics::new();
+        metrics.initialise([]);
+        let runtime = Runtime::with_options(&RuntimeOptions::from_config(&config))?;
+        let producer: FutureProducer =
+            kafka::producer_config(&config.kafka).create().context("creating the Kafka producer")?;
+        let emitter = Arc::new(Emitter::Kafka(producer.clone()));
+        let catalog = Catalog::open(config.clone(), runtime, emitter, metrics.clone(), natives).await?;
+        let live = catalog.in_service();
+        let topics = &live.topics;
+
+        dead_letters::ensure_topics(&config.kafka, &config.dlq, topics).await;
+        let tracker = Arc::new(OffsetTracker::new());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let membership = Arc::new(Membership::default());
+        let context = GroupContext::new(
+            tracker.clone(),
+            stopping.clone(),
+            Duration::from_millis(config.pipeline.drain_timeout_ms),
+            metrics.clone(),
+            membership.clone(),
+        );
+        let consumer: WeftConsumer = kafka::consumer_config(&config.kafka)
+            .create_with_context(context)
+            .context("creating the Kafka consumer")?;
+        tracing::info!(
+            group = %config.kafka.group_id,
+            topics = %topics.join(","),
+            plugins = live.plugins.len(),
+            refused = catalog.refused().len(),
+            "weft started"
+        );
+
+        let health = Arc::new(Health::new(
+            tracker.clone(),
+            metrics.clone(),
+            Duration::from_millis(config.pipeline.stall_timeout_ms),
+        ));
+        // Dead letters get their own producer: a plugin that emits a lot cannot fill its queue.
+        let dlq_producer: FutureProducer = kafka::producer_config(&config.kafka)
+            .set("client.id", "weft-dlq")
+            .create()
+            .context("creating the dead-letter producer")?;
+        let dead_letters = DeadLetters::new(
+            dlq_producer.clone(),
+            config.dlq.clone(),
+            metrics.clone(),
+            stopping.clone(),
+            health.clone(),
+        );
+        let in_flight_gauge = metrics.in_flight.clone();
+        let pipeline =
+            Arc::new(PipelineContext { tracker, metrics, stopping, dead_letters, catalog: catalog.clone() });
+        let intake = Arc::new(Intake {
+            consumer: Arc::new(consumer),
+            pipeline: pipeline.clone(),
+            in_flight: InFlight::new(
+                in_flight_gauge,
+                usize::try_from(config.pipeline.max_in_flight_mib << 20).unwrap_or(usize::MAX),
+            ),
+            dead_letter_unrouted: config.dlq.unrouted,
+            max_uncommitted: config.pipeline.max_uncommitted,
+            replay_routing: config.dlq.replay_routing,
+            plain_topics: config
+                .topics
+                .iter()
+                .filter(|(_, t)| t.format != TopicFormat::Cloudevents)
+                .map(|(name, t)| (name.clone(), t.clone()))
+                .collect(),
+        });
+        let mut tasks = Tasks::new();
+        let settings = &config.pipeline;
+        let lanes = Lanes::start(
+            settings.lanes,
+            settings.lane_capacity,
+            settings.max_parked,
+            pipeline.clone(),
+            &mut tasks,
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let http_addr = if config.http.enabled {
+            let status = Arc::new(status::HostStatus {
+                metrics: pipeline.metrics.clone(),
+                catalog: catalog.clone(),
+                membership,
+                health: health.clone(),
+            });
+            let (addr, task) = http::serve(config.http.listen, status, stop_rx.clone()).await?;
+            tasks.spawn("the HTTP listener", async move {
+                if let Err(error) = task.await {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+            });
+            Some(addr)
+        } else {
+            None
+        };
+        if config.plugins.watch {
+            let watcher = catalog.watch(stop_rx.clone())?;
+            tasks.spawn("the plugins-directory watcher", async move {
+                if let Err(error) = watcher.await {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+            });
+        }
+        tasks.spawn("the fetch loop", fetch_loop(intake.clone(), catalog.clone(), lanes, stop_rx));
+        let producers = [producer, dlq_producer];
+        Ok(Self { intake, producers, catalog, stop, tasks, http_addr, health })
+    }
+
+    /// Resolves when a pipeline task ends or panics before shutdown: the host cannot make progress
+    /// any more. `/readyz` turns 503 with the cause; the caller should shut down and exit non-zero,
+    /// so an orchestrator restarts the process. Pending forever while every task runs.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        anyhow::anyhow!(self.tasks.failed(&self.health).await)
+    }
+
+    /// Where the HTTP listener is bound, if enabled.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.intake.pipeline.metrics
+    }
+
+    /// The plugins in service now.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.catalog.in_service().plugins.clone()
+    }
+
+    /// The plugin files refused and not changed since, with reasons.
+    pub fn refused(&self) -> Vec<Refusal> {
+        self.catalog.refused()
+    }
+
+    /// The topics the plugins in service subscribe to.
+    pub fn topics(&self) -> Vec<String> {
+        self.catalog.in_service().topics.clone()
+    }
+
+    /// The plugins directory and what is in service.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Stops fetching, finishes the events already being handled, commits and leaves the group.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: finishing in-flight events");
+        self.intake.pipeline.stopping.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        self.tasks.join_all().await;
+        let Host { intake, producers, .. } = self;
+        let consumer = intake.consumer.clone();
+        let tracker = intake.pipeline.tracker.clone();
+        drop(intake);
+        tokio::task::spawn_blocking(move || {
+            store_positions(&tracker, consumer.as_ref());
+            commit(consumer.as_ref());
+            consumer.unsubscribe();
+            // Dropping the last handle closes the consumer: it leaves the group cleanly.
+            drop(consumer);
+            for producer in producers {
+                if let Err(error) = producer.flush(Duration::from_secs(10)) {
+                    tracing::warn!(%error, "producer flush at shutdown");
+                }
+            }
+        })
+        .await
+        .context("closing the Kafka clients")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs a host until `shutdown` resolves, then shuts it down gracefully. If a pipeline task ends
+/// or panics first, shuts down and returns the cause as an error (the process should exit non-zero).
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let mut host = Host::start(config).await?;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        failure = host.failed() => Some(failure),
+    };
+    host.shutdown().await?;
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}

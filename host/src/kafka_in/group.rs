@@ -1,0 +1,135 @@
+//! Group membership: the callbacks librdkafka makes into Weft's consumer. A revocation stops
+//! the revoked partitions' events, waits (bounded) for the calls running on them, commits what
+//! finished and forgets them; an assignment is counted; client errors are kept for `/readyz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::kafka_in::commit::{commit, store_positions};
+use crate::ops::metrics::Metrics;
+use crate::pipeline::offsets::OffsetTracker;
+
+/// The consumer as Weft uses it.
+pub type WeftConsumer = StreamConsumer<GroupContext>;
+
+/// Group membership callbacks. On revocation no event of the revoked partitions starts any more
+/// here (queued, held and parked ones are dropped, uncommitted, for the next owner); the callback
+/// waits (bounded) only for the calls already running on them, then commits what finished before
+/// the partitions move. It runs inside the consumer's poll, so it never waits for anything the
+/// fetch loop would have to do.
+pub struct GroupContext {
+    tracker: Arc<OffsetTracker>,
+    stopping: Arc<AtomicBool>,
+    drain_timeout: Duration,
+    metrics: Metrics,
+    membership: Arc<Membership>,
+}
+
+/// What the consumer knows of its group membership, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Membership {
+    /// Set at the first assignment (even an empty one): the consumer has joined its group.
+    pub joined: AtomicBool,
+    /// The latest error the Kafka client reported of each kind (authentication, TLS, unreachable
+    /// brokers, …): why the consumer has not joined, when it has not. By kind, so that a generic
+    /// "all brokers are down" that follows a failed authentication does not hide it.
+    pub errors: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl GroupContext {
+    /// A context over the host's offset tracker, reporting to `membership`.
+    pub fn new(
+        tracker: Arc<OffsetTracker>,
+        stopping: Arc<AtomicBool>,
+        drain_timeout: Duration,
+        metrics: Metrics,
+        membership: Arc<Membership>,
+    ) -> Self {
+        Self { tracker, stopping, drain_timeout, metrics, membership }
+    }
+
+    fn drain(&self, partitions: &TopicPartitionList) {
+        let deadline = Instant::now() + self.drain_timeout;
+        let busy =
+            || partitions.elements().iter().any(|p| self.tracker.running(p.topic(), p.partition()) > 0);
+        while busy() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if busy() {
+            tracing::warn!(timeout = ?self.drain_timeout, "calls on revoked partitions still running; their events will be redelivered");
+        }
+    }
+}
+
+impl ClientContext for GroupContext {
+    /// Errors of the client itself (not of a request): failed authentication, TLS handshakes,
+    /// every broker down. librdkafka retries them; `/readyz` shows the latest of each kind while
+    /// the consumer has not joined its group.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::error!(%error, reason, "Kafka client error");
+        let kind = error.rdkafka_error_code().map_or_else(|| error.to_string(), |code| format!("{code:?}"));
+        self.membership.errors.lock().expect("membership lock poisoned").insert(kind, reason.to_string());
+    }
+
+    /// librdkafka statistics (`statistics.interval.ms`): consumer lag per partition and broker
+    /// round-trip times. Only the fields Weft exports are read, so a newer librdkafka adding
+    /// fields changes nothing.
+    fn stats_raw(&self, statistics: &[u8]) {
+        crate::kafka_in::statistics::export(statistics, &self.metrics);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(partitions) = rebalance else {
+            return;
+        };
+        for p in partitions.elements() {
+            self.tracker.revoke(p.topic(), p.partition());
+        }
+        // Lanes keep running on other threads while this callback waits; at shutdown the unstarted
+        // events are left for the next owner, so there is nothing to wait for.
+        let can_block = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !self.stopping.load(Ordering::SeqCst) && can_block {
+            tokio::task::block_in_place(|| self.drain(partitions));
+        }
+        store_positions(&self.tracker, consumer);
+        commit(consumer);
+        for p in partitions.elements() {
+            self.tracker.forget(p.topic(), p.partition());
+            let _ = self.metrics.consumer_lag.remove_label_values(&[p.topic(), &p.partition().to_string()]);
+        }
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        self.metrics.partitions_assigned.sub(partitions.count() as i64);
+        tracing::info!(partitions = %describe(partitions), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.metrics.partitions_assigned.add(partitions.count() as i64);
+                self.membership.joined.store(true, Ordering::SeqCst);
+                // A series at 0 from the start, so that the first skip is an increase.
+                for p in partitions.elements() {
+                    self.metrics.offsets_skipped.with_label_values(&[p.topic()]).inc_by(0);
+                }
+                tracing::info!(partitions = %describe(partitions), "partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// The partitions of `partitions` as `topic/partition,…`, for logs.
+pub fn describe(partitions: &TopicPartitionList) -> String {
+    let parts: Vec<String> =
+        partitions.elements().iter().map(|p| format!("{}/{}", p.topic(), p.partition())).collect();
+    parts.join(",")
+}

@@ -1,0 +1,30 @@
+//! What the fetch loop works with: the group member, the pipeline it feeds, and the settings that
+//! decide how a record is taken in. Built once by the host.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::TopicConfig;
+use crate::kafka_in::group::WeftConsumer;
+use crate::pipeline::context::PipelineContext;
+use crate::pipeline::in_flight::InFlight;
+
+/// What the fetch loop works with: the group member, the pipeline it feeds, and the settings
+/// that decide how a record is taken in.
+pub struct Intake {
+    /// The group member.
+    pub consumer: Arc<WeftConsumer>,
+    /// The lanes' intake state: offsets, dead letters, plugins in service, metrics.
+    pub pipeline: Arc<PipelineContext>,
+    /// Events fetched and not finished, and their bytes.
+    pub in_flight: Arc<InFlight>,
+    /// Whether events no plugin wants are dead-lettered (`dlq.unrouted`).
+    pub dead_letter_unrouted: bool,
+    /// Uncommitted events one partition may have before fetching pauses for it.
+    pub max_uncommitted: usize,
+    /// Whether `weft.replay.plugin` narrows the route of a replayed record (`dlq.replay_routing`).
+    pub replay_routing: bool,
+    /// SeriesByTopic whose plain records are mapped to CloudEvents (`[topics]`, formats other than
+    /// `cloudevents`).
+    pub plain_topics: HashMap<String, TopicConfig>,
+}

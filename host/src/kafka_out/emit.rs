@@ -1,0 +1,161 @@
+//! Where events that plugins emit go: the host's Kafka producer, in CloudEvents binary mode, or a
+//! capture buffer when a handler runs without Kafka (`weft invoke`); and [`Emits`], what one call
+//! emitted on its way to the broker, which an event waits for before it counts as handled.
+
+use std::sync::Mutex;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::event::CloudEvent;
+use crate::failure::Failure;
+
+/// Why an emitted event was refused; mirrors the WIT `emit-error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The event or topic is not valid.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// The plugin may not write to the topic.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The producer could not take the event.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An event a plugin emitted, as captured without Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// The event.
+    pub event: CloudEvent,
+}
+
+/// The destination of emitted events.
+pub enum Emitter {
+    /// Produce to Kafka; the returned delivery future resolves when the broker acknowledges.
+    Kafka(FutureProducer),
+    /// Keep them in memory.
+    Capture(Mutex<Vec<Emitted>>),
+    /// Validate and drop them (benchmarks).
+    Discard,
+}
+
+impl Emitter {
+    /// Validates `event` and hands it to the destination. For Kafka, the caller must await the
+    /// returned future before it counts the input event as handled.
+    pub fn send(
+        &self,
+        topic: &str,
+        event: CloudEvent,
+        key: Option<&[u8]>,
+    ) -> Result<Option<DeliveryFuture>, EmitError> {
+        if topic.is_empty() {
+            return Err(EmitError::InvalidEvent("topic is empty".into()));
+        }
+        event.validate().map_err(EmitError::InvalidEvent)?;
+        match self {
+            Emitter::Kafka(producer) => {
+                let headers = binary_headers(&event);
+                let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+                if let Some(data) = event.data.as_deref() {
+                    record = record.payload(data);
+                }
+                if let Some(key) = key {
+                    record = record.key(key);
+                }
+                producer.send_result(record).map(Some).map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
+            }
+            Emitter::Discard => Ok(None),
+            Emitter::Capture(events) => {
+                let emitted = Emitted { topic: topic.to_string(), key: key.map(<[u8]>::to_vec), event };
+                events.lock().expect("capture lock poisoned").push(emitted);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The events captured so far (empty for Kafka).
+    pub fn captured(&self) -> Vec<Emitted> {
+        match self {
+            Emitter::Kafka(_) | Emitter::Discard => Vec::new(),
+            Emitter::Capture(events) => events.lock().expect("capture lock poisoned").clone(),
+        }
+    }
+}
+
+/// The CloudEvents Kafka binary-mode headers for `event`.
+pub fn binary_headers(event: &CloudEvent) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(6 + event.extensions.len());
+    let mut add = |key: &str, value: &str| {
+        headers = std::mem::take(&mut headers).insert(Header { key, value: Some(value) });
+    };
+    add("ce_specversion", &event.specversion);
+    add("ce_id", &event.id);
+    add("ce_source", &event.source);
+    add("ce_type", &event.ty);
+    if let Some(ct) = &event.datacontenttype {
+        add("content-type", ct);
+    }
+    for (name, value) in
+        [("ce_dataschema", &event.dataschema), ("ce_subject", &event.subject), ("ce_time", &event.time)]
+    {
+        if let Some(value) = value {
+            add(name, value);
+        }
+    }
+    for (name, value) in &event.extensions {
+        add(&format!("ce_{name}"), value);
+    }
+    headers
+}
+
+/// The events one successful call emitted, on their way to the broker.
+#[must_use = "the event is handled only once its emitted events are acknowledged"]
+pub struct Emits {
+    pending: Vec<DeliveryFuture>,
+    count: usize,
+}
+
+impl Emits {
+    /// `count` events emitted by one call, `pending` of them on their way to Kafka.
+    pub fn new(pending: Vec<DeliveryFuture>, count: usize) -> Self {
+        Self { pending, count }
+    }
+
+    /// A call that emitted nothing.
+    pub fn none() -> Self {
+        Self::new(Vec::new(), 0)
+    }
+
+    /// Whether there is nothing to wait for (no events emitted, or none to Kafka).
+    pub fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// How many events the call emitted.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Waits until the broker acknowledged every emitted event; returns how many there were. A
+    /// refusal that retrying will not change is [`Failure::Emit`]; an unreachable cluster or a
+    /// timeout is [`Failure::EmitUnavailable`].
+    pub async fn acknowledged(self) -> Result<usize, Failure> {
+        for delivery in self.pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) if crate::kafka::client::refused_for_good(&error) => {
+                    return Err(Failure::Emit(error.to_string()));
+                }
+                Ok(Err((error, _))) => return Err(Failure::EmitUnavailable(error.to_string())),
+                Err(_) => return Err(Failure::EmitUnavailable("the producer shut down".into())),
+            }
+        }
+        Ok(self.count)
+    }
+}

@@ -1,0 +1,143 @@
+//! What the host knows about its own progress, so that it never stops silently. `/readyz` answers
+//! 503 with every reason that holds:
+//! - a pipeline task ended or panicked (the process is about to exit non-zero: see `tasks.rs`);
+//! - dead-letter writes are failing (the events waiting for them cannot be committed);
+//! - a partition's oldest unfinished event is older than `pipeline.stall_timeout_ms` while work
+//!   waits behind it (a stuck plugin call, a retry that never ends, an unwritable dead letter).
+//!
+//! The same facts are metrics: `weft_partition_oldest_unfinished_seconds` per partition and
+//! `weft_not_ready`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::ops::metrics::Metrics;
+
+/// Where the host's progress is read from (the pipeline's offset tracker).
+pub trait Progress: Send + Sync {
+    /// For every partition with unfinished events: its topic, partition, the offset of its oldest
+    /// unfinished event, and how long ago that event was fetched. A partition whose oldest event
+    /// keeps ageing is not making progress.
+    fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)>;
+}
+
+/// The host's health, shared by the pipeline (which reports) and the HTTP listener (which asks).
+pub struct Health {
+    progress: Arc<dyn Progress>,
+    metrics: Metrics,
+    stall_after: Duration,
+    /// The latest dead-letter write failure, cleared by the next successful write.
+    dead_letters: Mutex<Option<String>>,
+    /// Why the host cannot go on (a pipeline task ended); never cleared.
+    fatal: Mutex<Option<String>>,
+    /// Partitions that have an oldest-unfinished series, to remove the ones that drained.
+    reported: Mutex<Vec<(String, i32)>>,
+}
+
+impl Health {
+    /// Health over `progress`'s partitions; a partition is stalled when its oldest unfinished event
+    /// is older than `stall_after`.
+    pub fn new(progress: Arc<dyn Progress>, metrics: Metrics, stall_after: Duration) -> Self {
+        Self {
+            progress,
+            metrics,
+            stall_after,
+            dead_letters: Mutex::new(None),
+            fatal: Mutex::new(None),
+            reported: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A dead-letter write failed with `error`.
+    pub fn dead_letter_failed(&self, error: String) {
+        *self.dead_letters.lock().expect("health lock poisoned") = Some(error);
+    }
+
+    /// A dead-letter write succeeded.
+    pub fn dead_letter_written(&self) {
+        *self.dead_letters.lock().expect("health lock poisoned") = None;
+    }
+
+    /// The host cannot go on, for `reason`.
+    pub fn fatal(&self, reason: String) {
+        self.fatal.lock().expect("health lock poisoned").get_or_insert(reason);
+        self.metrics.not_ready.set(1);
+    }
+
+    /// Every reason the host is not ready now; empty when it is. Refreshes the progress metrics.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(fatal) = self.fatal.lock().expect("health lock poisoned").clone() {
+            problems.push(fatal);
+        }
+        if let Some(error) = self.dead_letters.lock().expect("health lock poisoned").clone() {
+            problems.push(format!("dead-letter writes are failing: {error}"));
+        }
+        for (topic, partition, offset, age) in self.refresh() {
+            if age >= self.stall_after {
+                problems.push(format!(
+                    "partition {topic}/{partition} has not finished offset {offset} for {}s",
+                    age.as_secs()
+                ));
+            }
+        }
+        self.metrics.not_ready.set(i64::from(!problems.is_empty()));
+        problems
+    }
+
+    /// Updates `weft_partition_oldest_unfinished_seconds`; returns what it read.
+    fn refresh(&self) -> Vec<(String, i32, i64, Duration)> {
+        let oldest = self.progress.oldest_unfinished();
+        let gauge = &self.metrics.oldest_unfinished;
+        let mut reported = self.reported.lock().expect("health lock poisoned");
+        for (topic, partition) in reported.drain(..) {
+            if !oldest.iter().any(|(t, p, _, _)| *t == topic && *p == partition) {
+                let _ = gauge.remove_label_values(&[&topic, &partition.to_string()]);
+            }
+        }
+        for (topic, partition, _, age) in &oldest {
+            gauge.with_label_values(&[topic, &partition.to_string()]).set(age.as_secs_f64());
+            reported.push((topic.clone(), *partition));
+        }
+        oldest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partitions whose oldest unfinished event is as old as the test says.
+    #[derive(Default)]
+    struct Heads(Mutex<Vec<(String, i32, i64, Duration)>>);
+
+    impl Progress for Heads {
+        fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[test]
+    fn a_stuck_head_and_failing_dead_letters_are_reasons() {
+        let heads = Arc::new(Heads::default());
+        let health = Health::new(heads.clone(), Metrics::new(), Duration::from_millis(30));
+        assert!(health.problems().is_empty());
+        *heads.0.lock().unwrap() = vec![("orders".into(), 2, 41, Duration::from_millis(10))];
+        assert!(health.problems().is_empty(), "young work is not a stall");
+        *heads.0.lock().unwrap() = vec![("orders".into(), 2, 41, Duration::from_millis(40))];
+        let problems = health.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("orders/2") && problems[0].contains("41"), "{problems:?}");
+        assert_eq!(health.metrics.not_ready.get(), 1);
+        heads.0.lock().unwrap().clear();
+        health.dead_letter_failed("Broker: Message size too large".into());
+        assert_eq!(health.problems(), ["dead-letter writes are failing: Broker: Message size too large"]);
+        health.dead_letter_written();
+        assert!(health.problems().is_empty());
+        assert_eq!(health.metrics.not_ready.get(), 0);
+        assert!(
+            !health.metrics.render().contains("partition=\"2\""),
+            "a drained partition's series is removed"
+        );
+    }
+}

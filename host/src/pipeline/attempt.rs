@@ -1,0 +1,250 @@
+//! One attempt of an event: every plugin still pending on it is called once, in turn, and each
+//! failure is turned into a delivery decision (retry, wait, dead letter) by the plugin's retry
+//! policy. The attempt claims the event from the offset tracker first, so an event of a revoked
+//! partition is never tried.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::failure::Failure;
+use crate::kafka_out::dead_letters::Letter;
+use crate::kafka_out::emit::Emits;
+use crate::ops::trace::TraceParent;
+use crate::pipeline::job::Job;
+use crate::pipeline::lane::{Ack, Lane, Progress};
+use crate::pipeline::retry::{Decision, decide};
+use crate::sandbox::bindings::Cloudevent;
+use crate::sandbox::plugin::Plugin;
+
+/// The span of one attempt of one plugin on one event: at `info` when spans are exported, else at
+/// `debug` (no cost unless `RUST_LOG` enables it; failure logs carry the same fields themselves).
+fn event_span(job: &Job, event: &Cloudevent, plugin: &Plugin, attempt: u32) -> tracing::Span {
+    macro_rules! span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "event",
+                messaging.system = "kafka",
+                topic = %job.record.topic,
+                partition = job.record.partition,
+                offset = job.record.offset,
+                ce.id = %event.id,
+                ce.r#type = %event.type_,
+                plugin = %plugin.id,
+                digest = %plugin.short_digest(),
+                attempt,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
+            )
+        };
+    }
+    if crate::ops::telemetry::exporting() {
+        span!(tracing::Level::INFO)
+    } else {
+        span!(tracing::Level::DEBUG)
+    }
+}
+
+impl Lane {
+    /// Runs every plugin still pending on the event once, applying the retry policy to failures —
+    /// unless the event's partition was revoked meanwhile.
+    pub(super) async fn attempt(&self, job: &mut Job) -> Progress {
+        if !self.pipeline.tracker.start(&job.ticket) {
+            return Progress::Revoked;
+        }
+        let progress = self.attempt_claimed(job).await;
+        self.pipeline.tracker.stop(&job.ticket);
+        progress
+    }
+
+    async fn attempt_claimed(&self, job: &mut Job) -> Progress {
+        let event = match &job.event {
+            Ok(event) => event,
+            Err((reason, error)) => {
+                let letter = Letter { reason: *reason, error, plugin: None, attempts: 0 };
+                return match self.pipeline.dead_letters.write(&job.raw, &letter).await {
+                    Ok(()) => Progress::Done,
+                    Err(_) => Progress::Abandoned,
+                };
+            }
+        };
+        let mut outcome = Outcome::default();
+        let mut acks = Vec::new();
+        let live = self.pipeline.catalog.in_service();
+        let mut removed = false;
+        for (plugin, attempt) in std::mem::take(&mut job.pending) {
+            // A plugin deleted from the directory handles nothing more, retries included (a
+            // replaced one is still served: its dispatched events finish on the old version).
+            if !live.plugins.iter().any(|p| p.id == plugin.id) {
+                tracing::info!(plugin = %plugin.id, topic = %job.record.topic, offset = job.record.offset, "plugin removed; not handling this event");
+                removed = true;
+                continue;
+            }
+            job.record.attempt = attempt;
+            let span = event_span(job, event, &plugin, attempt);
+            // The handler call continues the input's trace as a child span.
+            let trace = event
+                .extensions
+                .iter()
+                .find(|(name, _)| name == "traceparent")
+                .and_then(|(_, value)| TraceParent::parse(value))
+                .map(|parent| {
+                    let child = crate::ops::trace::continue_in(&span, &parent);
+                    span.record("trace_id", child.trace_id.as_str());
+                    span.record("span_id", child.span_id.as_str());
+                    span.record("parent_span_id", parent.span_id.as_str());
+                    child.to_string()
+                });
+            match self.call(job, event, &plugin, trace.as_deref()).instrument(span.clone()).await {
+                Ok(emits) if emits.settled() => self.handled(job, &plugin, emits.count()),
+                Ok(emits) => acks.push(Ack { plugin, attempt, emits }),
+                Err(failure) => {
+                    let _entered = span.enter();
+                    if !self.failed(job, plugin, attempt, failure, &mut outcome).await {
+                        return Progress::Abandoned;
+                    }
+                }
+            }
+        }
+        job.pending = outcome.still;
+        if !acks.is_empty() {
+            return Progress::Acking { acks, retry_in: outcome.retry_in };
+        }
+        match outcome.retry_in {
+            Some(delay) => Progress::Retry(delay),
+            // Its topic is no longer consumed: left uncommitted, for the plugin's return.
+            None if removed && !live.subscribes(&job.record.topic) => Progress::Abandoned,
+            None => Progress::Done,
+        }
+    }
+
+    /// The acknowledgements of an attempt's emitted events came back: a failed one fails that
+    /// plugin's attempt like any other failure.
+    pub(super) async fn after_acks(
+        &self,
+        job: &mut Job,
+        outcomes: Vec<(Arc<Plugin>, u32, Result<usize, Failure>)>,
+        retry_in: Option<Duration>,
+    ) -> Progress {
+        let mut outcome = Outcome { still: std::mem::take(&mut job.pending), retry_in };
+        for (plugin, attempt, result) in outcomes {
+            match result {
+                Ok(emitted) => self.handled(job, &plugin, emitted),
+                Err(failure) => {
+                    self.pipeline
+                        .metrics
+                        .failed
+                        .with_label_values(&[&job.record.topic, &plugin.id, failure.reason()])
+                        .inc();
+                    if !self.failed(job, plugin, attempt, failure, &mut outcome).await {
+                        return Progress::Abandoned;
+                    }
+                }
+            }
+        }
+        job.pending = outcome.still;
+        match outcome.retry_in {
+            Some(delay) => Progress::Retry(delay),
+            None => Progress::Done,
+        }
+    }
+
+    /// Applies the retry policy to a failed attempt of `plugin`: again later (added to
+    /// `outcome`), or to the dead-letter topic. `false`: the dead-letter write was abandoned
+    /// (shutdown).
+    async fn failed(
+        &self,
+        job: &Job,
+        plugin: Arc<Plugin>,
+        attempt: u32,
+        failure: Failure,
+        outcome: &mut Outcome,
+    ) -> bool {
+        let metrics = &self.pipeline.metrics;
+        let record = &job.record;
+        let ce_id = job.event.as_ref().map_or("", |event| event.id.as_str());
+        match decide(&plugin.retry, &failure, attempt) {
+            Decision::Wait(delay) => {
+                metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                outcome.again(plugin, attempt, delay);
+            }
+            Decision::Retry(delay) => {
+                metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
+                tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
+                outcome.again(plugin, attempt + 1, delay);
+            }
+            Decision::DeadLetter(reason) => {
+                let error = failure.to_string();
+                let letter = Letter {
+                    reason,
+                    error: &error,
+                    plugin: Some((&plugin.id, &plugin.digest)),
+                    attempts: attempt,
+                };
+                if self.pipeline.dead_letters.write(&job.raw, &letter).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn handled(&self, job: &Job, plugin: &Plugin, emitted: usize) {
+        job.series.handled(&plugin.id);
+        if emitted > 0 {
+            plugin.series(&self.pipeline.metrics).emitted.inc_by(emitted as u64);
+        }
+    }
+
+    /// One call into `plugin`, with its metrics. Failures are counted here; successes once their
+    /// emitted events are acknowledged ([`Lane::handled`]).
+    async fn call(
+        &self,
+        job: &Job,
+        event: &Cloudevent,
+        plugin: &Plugin,
+        traceparent: Option<&str>,
+    ) -> Result<Emits, Failure> {
+        let started = Instant::now();
+        let result = plugin.call(event, &job.record, traceparent).await;
+        let metrics = &self.pipeline.metrics;
+        let series = plugin.series(metrics);
+        series.handler_duration.observe(started.elapsed().as_secs_f64());
+        if let Some(latency) = plugin.first_event_latency() {
+            metrics.plugin_swap.observe(latency.as_secs_f64());
+            tracing::info!(
+                plugin = %plugin.id,
+                digest = %plugin.short_digest(),
+                swap_ms = latency.as_secs_f64() * 1e3,
+                "first event on this version"
+            );
+        }
+        series.memory.set(plugin.memory_bytes() as i64);
+        let dropped = plugin.log_lines_dropped();
+        if dropped > 0 {
+            series.log_dropped.inc_by(dropped);
+        }
+        if let Err(failure) = &result {
+            metrics.failed.with_label_values(&[&job.record.topic, &plugin.id, failure.reason()]).inc();
+        }
+        result
+    }
+}
+
+/// The plugins of an attempt that must try again, and after how long.
+#[derive(Default)]
+struct Outcome {
+    still: Vec<(Arc<Plugin>, u32)>,
+    retry_in: Option<Duration>,
+}
+
+impl Outcome {
+    fn again(&mut self, plugin: Arc<Plugin>, attempt: u32, delay: Duration) {
+        self.retry_in = Some(self.retry_in.map_or(delay, |d| d.max(delay)));
+        self.still.push((plugin, attempt));
+    }
+}

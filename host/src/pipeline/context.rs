@@ -1,0 +1,44 @@
+//! What every lane works with: the offset tracker through which an event is claimed, finished or
+//! let go, the dead-letter writer, the plugins in service, the stop flag and the metrics. The fetch
+//! loop holds the same context, so an event it finishes itself (no plugin wants it) takes the same
+//! way as one a lane finishes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kafka_out::dead_letters::DeadLetters;
+use crate::ops::metrics::Metrics;
+use crate::pipeline::catalog::Catalog;
+use crate::pipeline::offsets::{OffsetTracker, Ticket};
+
+/// The pipeline's shared state: built once by the host, held by the fetch loop and every lane.
+pub struct PipelineContext {
+    /// In-flight events per partition, in commit order.
+    pub tracker: Arc<OffsetTracker>,
+    /// The host's metrics.
+    pub metrics: Metrics,
+    /// Set when shutdown begins: lanes stop starting new events.
+    pub stopping: Arc<AtomicBool>,
+    /// Where events that cannot be handled go.
+    pub dead_letters: DeadLetters,
+    /// The plugins in service: a removed plugin handles nothing more.
+    pub catalog: Arc<Catalog>,
+}
+
+impl PipelineContext {
+    /// Marks an event finished. Its partition's position reaches librdkafka with the fetch loop's
+    /// next store of finished positions.
+    pub fn finish(&self, ticket: &Ticket) {
+        self.tracker.finish(ticket);
+    }
+
+    /// Lets go of an event of a revoked partition without handling it: the next owner will.
+    pub fn let_go(&self, ticket: &Ticket) {
+        tracing::debug!(topic = %ticket.topic, partition = ticket.partition, offset = ticket.offset, "partition revoked; event left for its next owner");
+    }
+
+    /// Whether shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,440 @@
+//! Contiguous offset tracking: events of a partition finish out of order (different keys run in
+//! parallel), but the offset Weft stores for commit only ever moves to just past the longest run of
+//! finished events at the head of the partition. A commit therefore never skips an unfinished event.
+//!
+//! # Storing positions
+//! Events finish on many lanes at once. If each lane stored the position it computed, two lanes
+//! could reach librdkafka in the opposite order of their computations and move a stored offset
+//! backwards; the next commit would then fall short of work already done. So finishing an event only
+//! advances the partition's position here, and [`OffsetTracker::store`] hands every position that
+//! moved to librdkafka in one call made under the tracker's lock: stored offsets only ever grow, and
+//! one call per batch replaces one per event.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::ops::health::Progress;
+
+/// Identifies one in-flight event. Handed out by [`OffsetTracker::begin`], given back to
+/// [`OffsetTracker::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The event's topic (shared by the events of the topic, not copied for each).
+    pub topic: Arc<str>,
+    /// The event's partition.
+    pub partition: i32,
+    /// The event's offset.
+    pub offset: i64,
+    /// The assignment the event was fetched under. A ticket from a revoked assignment is ignored.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Partition {
+    generation: u64,
+    /// In-flight offsets in fetch order, with whether each has finished and when it was fetched.
+    pending: VecDeque<(i64, bool, Instant)>,
+    /// One past the last event of the finished run at the head: the offset to commit.
+    position: Option<i64>,
+    /// The position last handed to [`OffsetTracker::store`]'s callback.
+    stored: Option<i64>,
+    /// The partition is being revoked: no event of it may start any more.
+    revoked: bool,
+    /// Handler calls (or dead-letter writes) of this partition under way.
+    running: usize,
+}
+
+/// Every tracked partition's state, by topic and partition.
+type Partitions = HashMap<String, HashMap<i32, Partition>>;
+
+/// In-flight events of every assigned partition.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: Mutex<Partitions>,
+    generations: AtomicU64,
+}
+
+/// The state of one partition, if it is tracked.
+fn state<'a>(partitions: &'a mut Partitions, topic: &str, partition: i32) -> Option<&'a mut Partition> {
+    partitions.get_mut(topic)?.get_mut(&partition)
+}
+
+/// Every tracked partition, as `(topic, partition, state)`.
+fn each(partitions: &Partitions) -> impl Iterator<Item = (&str, i32, &Partition)> {
+    partitions.iter().flat_map(|(topic, by_partition)| {
+        by_partition.iter().map(move |(&partition, state)| (topic.as_str(), partition, state))
+    })
+}
+
+impl OffsetTracker {
+    /// A tracker with no partitions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Partitions> {
+        self.partitions.lock().expect("offset lock poisoned")
+    }
+
+    /// Records that the event at `offset` was fetched and is now in flight.
+    pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
+        self.fetched(&topic.into(), partition, offset, Instant::now()).0
+    }
+
+    /// [`OffsetTracker::begin`], also telling how many offsets the consumer skipped to get there
+    /// since the partition's previous record: none on a plain topic, some where a topic is compacted
+    /// or holds transaction markers, and records lost in transit if a broker skips them.
+    /// `at` is when it was fetched, the start of its age in [`OffsetTracker::oldest_unfinished`].
+    pub fn fetched(&self, topic: &Arc<str>, partition: i32, offset: i64, at: Instant) -> (Ticket, i64) {
+        let mut partitions = self.lock();
+        let by_partition = match partitions.get_mut(&**topic) {
+            Some(p) => p,
+            None => partitions.entry(topic.to_string()).or_default(),
+        };
+        let state = by_partition.entry(partition).or_insert_with(|| Partition {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            pending: VecDeque::new(),
+            position: None,
+            stored: None,
+            revoked: false,
+            running: 0,
+        });
+        if state.pending.back().is_some_and(|&(last, _, _)| offset <= last)
+            || state.position.is_some_and(|position| offset < position)
+        {
+            // The consumer went back (a seek or a reset after an error): what was in flight before
+            // will be fetched again, so forget it under a new generation, and let the position
+            // start again from there.
+            state.generation = self.generations.fetch_add(1, Ordering::Relaxed);
+            state.pending.clear();
+            state.position = None;
+            state.stored = None;
+        }
+        let expected = state.pending.back().map(|&(last, _, _)| last + 1).or(state.position);
+        let skipped = expected.map_or(0, |expected| offset - expected);
+        state.pending.push_back((offset, false, at));
+        (Ticket { topic: topic.clone(), partition, offset, generation: state.generation }, skipped)
+    }
+
+    /// Marks the ticket's event finished. Returns the partition's new position (one past the last
+    /// event of the finished run at the head) when that run grew, or `None`. The position reaches
+    /// librdkafka with the next [`OffsetTracker::store`].
+    pub fn finish(&self, ticket: &Ticket) -> Option<i64> {
+        let mut partitions = self.lock();
+        let state = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation)?;
+        let index = state.pending.binary_search_by_key(&ticket.offset, |&(o, _, _)| o).ok()?;
+        state.pending[index].1 = true;
+        let mut next = None;
+        while let Some(&(offset, true, _)) = state.pending.front() {
+            state.pending.pop_front();
+            next = Some(offset + 1);
+        }
+        if next.is_some() {
+            state.position = next;
+        }
+        next
+    }
+
+    /// Calls `store` with every partition whose position moved since the last call, as
+    /// `(topic, partition, position)`, while holding the tracker's lock, so positions reach `store`
+    /// in the order they were reached and never go back. Nothing is called when nothing moved. If
+    /// `store` fails, the positions are offered again next time.
+    pub fn store<E>(&self, store: impl FnOnce(&[(String, i32, i64)]) -> Result<(), E>) -> Result<(), E> {
+        let mut partitions = self.lock();
+        let moved: Vec<(String, i32, i64)> = each(&partitions)
+            .filter_map(|(topic, partition, state)| {
+                let position = state.position?;
+                (state.stored != Some(position)).then(|| (topic.to_string(), partition, position))
+            })
+            .collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        store(&moved)?;
+        for (topic, partition, position) in moved {
+            if let Some(state) = state(&mut partitions, &topic, partition) {
+                state.stored = Some(position);
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims the ticket's event for work (a handler call, a dead-letter write). `false` when its
+    /// partition was revoked or forgotten meanwhile: the event belongs to the partition's next
+    /// owner and must not be worked on here. A `true` must be matched by [`OffsetTracker::stop`].
+    pub fn start(&self, ticket: &Ticket) -> bool {
+        let mut partitions = self.lock();
+        let state = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation && !s.revoked);
+        state.map(|s| s.running += 1).is_some()
+    }
+
+    /// The work claimed by [`OffsetTracker::start`] is over (the event finished, or waits for a retry).
+    pub fn stop(&self, ticket: &Ticket) {
+        let mut partitions = self.lock();
+        if let Some(state) = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation)
+        {
+            state.running = state.running.saturating_sub(1);
+        }
+    }
+
+    /// Marks a partition revoked: its events that have not started never will here (they stay
+    /// uncommitted for the next owner); those running may still finish, see
+    /// [`OffsetTracker::running`].
+    pub fn revoke(&self, topic: &str, partition: i32) {
+        if let Some(state) = state(&mut self.lock(), topic, partition) {
+            state.revoked = true;
+        }
+    }
+
+    /// Work under way on the partition's events.
+    pub fn running(&self, topic: &str, partition: i32) -> usize {
+        state(&mut self.lock(), topic, partition).map_or(0, |s| s.running)
+    }
+
+    /// Every partition with events fetched and not committed, and how many.
+    pub fn uncommitted(&self) -> Vec<((String, i32), usize)> {
+        each(&self.lock())
+            .filter(|(_, _, state)| !state.pending.is_empty())
+            .map(|(topic, partition, state)| ((topic.to_string(), partition), state.pending.len()))
+            .collect()
+    }
+
+    /// How many events of the partition are in flight.
+    pub fn in_flight(&self, topic: &str, partition: i32) -> usize {
+        state(&mut self.lock(), topic, partition).map_or(0, |s| s.pending.len())
+    }
+
+    /// How many events are in flight across every partition.
+    pub fn total_in_flight(&self) -> usize {
+        each(&self.lock()).map(|(_, _, s)| s.pending.len()).sum()
+    }
+
+    /// Forgets a partition (it was revoked). Tickets issued for it are ignored from now on.
+    pub fn forget(&self, topic: &str, partition: i32) {
+        let mut partitions = self.lock();
+        if let Some(by_partition) = partitions.get_mut(topic) {
+            by_partition.remove(&partition);
+            if by_partition.is_empty() {
+                partitions.remove(topic);
+            }
+        }
+    }
+}
+
+impl Progress for OffsetTracker {
+    /// For every partition with unfinished events: how long ago its oldest unfinished event was
+    /// fetched, and its offset. A partition whose oldest event keeps ageing is not making progress.
+    fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)> {
+        each(&self.lock())
+            .filter_map(|(topic, partition, state)| {
+                let &(offset, _, fetched) = state.pending.front()?;
+                Some((topic.to_string(), partition, offset, fetched.elapsed()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_skipped_between_fetched_records_are_counted() {
+        let tracker = OffsetTracker::default();
+        let (first, none) = tracker.fetched(&"t".into(), 0, 10, Instant::now());
+        assert_eq!(none, 0, "nothing to compare the first record with");
+        let (second, none) = tracker.fetched(&"t".into(), 0, 11, Instant::now());
+        assert_eq!(none, 0);
+        let (third, skipped) = tracker.fetched(&"t".into(), 0, 15, Instant::now());
+        assert_eq!(skipped, 3, "12, 13 and 14 never came");
+        for ticket in [first, second, third] {
+            tracker.finish(&ticket);
+        }
+        // All finished: the position (16) is what the next record is compared with.
+        assert_eq!(tracker.fetched(&"t".into(), 0, 18, Instant::now()).1, 2);
+        assert_eq!(tracker.fetched(&"t".into(), 1, 100, Instant::now()).1, 0, "per partition");
+        // Going back (a seek) is not a gap.
+        assert_eq!(tracker.fetched(&"t".into(), 0, 12, Instant::now()).1, 0);
+    }
+
+    #[test]
+    fn stores_only_past_the_finished_head() {
+        let t = OffsetTracker::new();
+        let a = t.begin("t", 0, 10);
+        let b = t.begin("t", 0, 11);
+        let c = t.begin("t", 0, 12);
+        assert_eq!(t.finish(&c), None, "12 finished but 10 and 11 are still in flight");
+        assert_eq!(t.finish(&b), None);
+        assert_eq!(t.in_flight("t", 0), 3);
+        assert_eq!(t.finish(&a), Some(13), "the whole run 10..=12 is done");
+        assert_eq!(t.in_flight("t", 0), 0);
+    }
+
+    #[test]
+    fn gaps_in_offsets_are_fine() {
+        let t = OffsetTracker::new();
+        let a = t.begin("t", 1, 5);
+        let b = t.begin("t", 1, 9);
+        assert_eq!(t.finish(&a), Some(6));
+        assert_eq!(t.finish(&b), Some(10));
+    }
+
+    #[test]
+    fn partitions_are_independent() {
+        let t = OffsetTracker::new();
+        let p0 = t.begin("t", 0, 0);
+        let p1 = t.begin("t", 1, 0);
+        let other = t.begin("u", 0, 0);
+        assert_eq!(t.finish(&p1), Some(1));
+        assert_eq!(t.total_in_flight(), 2);
+        assert_eq!(t.finish(&other), Some(1));
+        assert_eq!(t.finish(&p0), Some(1));
+    }
+
+    #[test]
+    fn tickets_of_a_forgotten_partition_are_ignored() {
+        let t = OffsetTracker::new();
+        let old = t.begin("t", 0, 3);
+        t.forget("t", 0);
+        let fresh = t.begin("t", 0, 3);
+        assert_eq!(t.finish(&old), None, "stale ticket from the revoked assignment");
+        assert_eq!(t.in_flight("t", 0), 1);
+        assert_eq!(t.finish(&fresh), Some(4));
+    }
+
+    fn stored(t: &OffsetTracker) -> Vec<(String, i32, i64)> {
+        let mut out = Vec::new();
+        t.store(|moved| {
+            out.extend(moved.iter().cloned());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn store_hands_over_only_positions_that_moved() {
+        let t = OffsetTracker::new();
+        let a = t.begin("t", 0, 0);
+        let b = t.begin("t", 1, 0);
+        assert!(stored(&t).is_empty(), "nothing finished yet");
+        t.finish(&a);
+        t.finish(&b);
+        assert_eq!(stored(&t), [("t".to_string(), 0, 1), ("t".to_string(), 1, 1)]);
+        assert!(stored(&t).is_empty(), "already stored");
+        let c = t.begin("t", 0, 1);
+        t.finish(&c);
+        assert_eq!(stored(&t), [("t".to_string(), 0, 2)]);
+        // A failed store is offered again.
+        let d = t.begin("t", 0, 2);
+        t.finish(&d);
+        assert!(t.store(|_| Err("revoked")).is_err());
+        assert_eq!(stored(&t), [("t".to_string(), 0, 3)]);
+    }
+
+    /// The interleaving that moved stored offsets backwards: lane A finishes offset 0 and is about
+    /// to store position 1 when lane B finishes offset 1 and stores position 2. A's store must not
+    /// land after B's.
+    #[test]
+    fn a_slow_store_cannot_be_overtaken_by_a_later_position() {
+        let t = OffsetTracker::new();
+        let (a, b) = (t.begin("t", 0, 0), t.begin("t", 0, 1));
+        let landed = Mutex::new(Vec::new());
+        let (a_storing, a_storing_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                t.finish(&a);
+                t.store(|moved| {
+                    a_storing.send(()).unwrap();
+                    // B runs now; give it time to overtake if it can.
+                    std::thread::sleep(Duration::from_millis(100));
+                    landed.lock().unwrap().push(moved[0].2);
+                    Ok::<(), ()>(())
+                })
+            });
+            let (t, landed) = (&t, &landed);
+            scope.spawn(move || {
+                a_storing_rx.recv().unwrap();
+                t.finish(&b);
+                t.store(|moved| {
+                    landed.lock().unwrap().push(moved[0].2);
+                    Ok::<(), ()>(())
+                })
+            });
+        });
+        assert_eq!(*landed.lock().unwrap(), [1, 2], "positions must land in the order they were reached");
+    }
+
+    #[test]
+    fn stored_positions_never_go_back_under_concurrent_finishers() {
+        let t = std::sync::Arc::new(OffsetTracker::new());
+        let tickets: Vec<Ticket> = (0..20_000).map(|o| t.begin("t", 0, o)).collect();
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        std::thread::scope(|scope| {
+            for lane in 0..4 {
+                let (t, log, tickets) = (t.clone(), log.clone(), &tickets);
+                scope.spawn(move || {
+                    for ticket in tickets.iter().skip(lane).step_by(4) {
+                        t.finish(ticket);
+                        t.store(|moved| {
+                            log.lock().unwrap().extend(moved.iter().map(|m| m.2));
+                            Ok::<(), ()>(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let log = log.lock().unwrap();
+        assert!(log.windows(2).all(|w| w[0] < w[1]), "a stored position went back");
+        assert_eq!(log.last(), Some(&20_000));
+    }
+
+    #[test]
+    fn the_oldest_unfinished_event_is_the_head() {
+        let t = OffsetTracker::new();
+        let head = t.begin("t", 0, 5);
+        std::thread::sleep(Duration::from_millis(20));
+        let later = t.begin("t", 0, 6);
+        t.finish(&later);
+        let oldest = t.oldest_unfinished();
+        assert_eq!(oldest.len(), 1);
+        assert_eq!((oldest[0].0.as_str(), oldest[0].1, oldest[0].2), ("t", 0, 5));
+        assert!(oldest[0].3 >= Duration::from_millis(20));
+        t.finish(&head);
+        assert!(t.oldest_unfinished().is_empty());
+    }
+
+    #[test]
+    fn a_revoked_partition_lets_running_work_finish_and_starts_nothing() {
+        let t = OffsetTracker::new();
+        let running = t.begin("t", 0, 0);
+        let waiting = t.begin("t", 0, 1);
+        let other = t.begin("t", 1, 0);
+        assert!(t.start(&running));
+        t.revoke("t", 0);
+        assert!(!t.start(&waiting), "revoked: not ours to start");
+        assert!(t.start(&other), "other partitions are unaffected");
+        assert_eq!(t.running("t", 0), 1);
+        assert_eq!(t.finish(&running), Some(1), "what was running still finishes and counts");
+        t.stop(&running);
+        assert_eq!(t.running("t", 0), 0);
+        t.forget("t", 0);
+        assert!(!t.start(&waiting), "forgotten: not ours either");
+    }
+
+    #[test]
+    fn rewind_starts_a_new_generation() {
+        let t = OffsetTracker::new();
+        let first = t.begin("t", 0, 7);
+        let again = t.begin("t", 0, 7);
+        assert_eq!(t.finish(&first), None);
+        assert_eq!(t.finish(&again), Some(8));
+    }
+}

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use weft::config::{Config, InstanceStrategy, PluginConfig};
+use weft::event::Record;
 use weft::kafka_in::decode::decode;
 use weft::kafka_out::emit::Emitter;
-use weft::event::Record;
 use weft::sandbox::plugin::{Limits, Plugin};
 use weft::sandbox::runtime::{Runtime, RuntimeOptions};
 
@@ -128,7 +128,10 @@ macro_rules! copy {
 /// Per-call cost of echo's no-op `handle` called directly through wasmtime: synchronously, the same
 /// with the smallest event (four short attributes, no data, no key: the call's floor), and
 /// asynchronously as Weft does. Returns (sync µs, sync µs with the smallest event, async µs).
-async fn raw_calls(event: &weft::sandbox::plugin::Cloudevent, delivery: &weft::sandbox::plugin::Delivery) -> (f64, f64, f64) {
+async fn raw_calls(
+    event: &weft::sandbox::plugin::Cloudevent,
+    delivery: &weft::sandbox::plugin::Delivery,
+) -> (f64, f64, f64) {
     use wasmtime::component::{Component, HasSelf, Linker};
     use wasmtime::{Engine, Store};
     let mut config = wasmtime::Config::new();

@@ -6,7 +6,18 @@
 //! an event its offset may be committed, never past an unfinished event of the same partition.
 //!
 //! # Layout
-//! TODO
+//! Folders by stage, from top to bottom; a module imports its own stage and the ones below it,
+//! never one above (`layering.rs` checks it):
+//! - [`cli`]: the commands beside `weft run` (`main.rs` parses the command line).
+//! - [`host`]: a running host: the stages assembled, started and shut down.
+//! - [`kafka_in`]: the group member, the fetch loop, decoding, pauses, commits.
+//! - [`pipeline`]: the plugins in service and routing, lanes, attempts and retries, offsets.
+//! - [`sandbox`]: the WebAssembly engine, plugins, their instances and host imports.
+//! - [`kafka_out`]: emitted events and dead letters.
+//! - [`kafka`]: Kafka client configuration and headers, shared by Kafka in and out.
+//! - [`ops`]: metrics, health, the HTTP listener, logging and tracing, supervised tasks.
+//! - [`config`]: the configuration, a file per section.
+//! - [`event`], [`failure`]: the CloudEvent model, and why an attempt failed.
 
 pub mod cli;
 pub mod config;
@@ -22,3 +33,6 @@ pub mod sandbox;
 
 pub use config::Config;
 pub use host::{Host, run};
+
+#[cfg(test)]
+mod layering;

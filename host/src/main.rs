@@ -271,8 +271,13 @@ async fn execute(command: Command, config: Option<Config>) -> anyhow::Result<Exi
             weft::run(config, shutdown_signal()).await?;
         }
         Command::Dev { brokers, plugins, events, rate, listen } => {
-            let options =
-                weft::cli::dev::DevOptions { brokers, plugins_dir: plugins, rate, events, listen: Some(listen) };
+            let options = weft::cli::dev::DevOptions {
+                brokers,
+                plugins_dir: plugins,
+                rate,
+                events,
+                listen: Some(listen),
+            };
             let summary = weft::cli::dev::run(options, shutdown_signal()).await?;
             println!(
                 "produced {} sample events; the plugins handled {} and emitted {}",

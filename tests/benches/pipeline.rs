@@ -294,7 +294,8 @@ async fn latency(rate: u64) {
 
 /// Prints Weft's own part of the delay (`weft_event_host_seconds`) at bucket resolution.
 fn own_part(name: &str, host: &weft::Host) {
-    let own = |q| format!("{:.2}", weft::ops::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3);
+    let own =
+        |q| format!("{:.2}", weft::ops::metrics::bucket_quantile(&host.metrics().event_host_time, q) * 1e3);
     println!(
         "{name:<36} p50 ≤ {:>5} ms  p99 ≤ {:>5} ms  p999 ≤ {:>5} ms  (weft_event_host_seconds)",
         own(0.5),
@@ -486,8 +487,9 @@ impl weft::sandbox::plugin::NativeHandler for Native {
     ) -> Result<(), weft::sandbox::plugin::HandleError> {
         if self.parse {
             let data = event.data.as_deref().unwrap_or_default();
-            let value = serde_json::from_slice::<serde_json::Value>(data)
-                .map_err(|e| weft::sandbox::plugin::HandleError::Permanent(format!("data is not JSON: {e}")))?;
+            let value = serde_json::from_slice::<serde_json::Value>(data).map_err(|e| {
+                weft::sandbox::plugin::HandleError::Permanent(format!("data is not JSON: {e}"))
+            })?;
             drop(std::hint::black_box(value));
         }
         Ok(())
@@ -511,9 +513,12 @@ fn native_weft(config: &Path, topic: &str, parse: bool) {
                 sources: vec![],
             }],
         };
-        let native =
-            weft::sandbox::plugin::Plugin::native("native", description, std::sync::Arc::new(Native { parse }))
-                .expect("native handler");
+        let native = weft::sandbox::plugin::Plugin::native(
+            "native",
+            description,
+            std::sync::Arc::new(Native { parse }),
+        )
+        .expect("native handler");
         let host = weft::Host::start_with(config, vec![native]).await.expect("weft starts");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
         term.recv().await;

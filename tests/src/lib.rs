@@ -253,8 +253,8 @@ impl TestProducer {
         headers: &[(&[u8], Option<&[u8]>)],
         value: Option<&[u8]>,
     ) {
-        let mut record =
-            FutureRecord::<[u8], [u8]>::to(topic).headers(weft::kafka::headers::build(headers.iter().copied()));
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .headers(weft::kafka::headers::build(headers.iter().copied()));
         if let Some(p) = partition {
             record = record.partition(p);
         }

@@ -465,10 +465,9 @@ impl weft::sandbox::plugin::NativeHandler for Recorder {
         assert!(!(n == 21 && delivery.attempt == 1), "the handler panics at ev-21's first attempt");
         if n % 50 == 7 && delivery.attempt == 1 {
             let reason = format!("{} fails its first attempt", event.id);
-            return Err(weft::sandbox::plugin::HandleError::Retryable(weft::sandbox::plugin::RetryableError {
-                reason,
-                delay_ms: None,
-            }));
+            return Err(weft::sandbox::plugin::HandleError::Retryable(
+                weft::sandbox::plugin::RetryableError { reason, delay_ms: None },
+            ));
         }
         Ok(())
     }

@@ -81,7 +81,8 @@ impl Example {
     /// Writes the example's records and then `extra`, as `weft produce` does.
     async fn produce(&self, extra: &[weft::cli::produce::Record]) {
         let all: Vec<_> = self.records.iter().chain(extra).cloned().collect();
-        let written = weft::cli::produce::send(&self.config.kafka, &all).await.expect("producing the records");
+        let written =
+            weft::cli::produce::send(&self.config.kafka, &all).await.expect("producing the records");
         assert_eq!(written, all.len());
     }
 }

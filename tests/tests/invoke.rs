@@ -18,7 +18,8 @@ async fn check_reports_what_the_plugin_describes() {
 
 #[tokio::test]
 async fn check_refuses_another_world_with_the_reason() {
-    let err = weft::cli::invoke::check(Path::new(WRONG_WORLD_WASM), &PluginConfig::default()).await.unwrap_err();
+    let err =
+        weft::cli::invoke::check(Path::new(WRONG_WORLD_WASM), &PluginConfig::default()).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("does not implement weft:handler/handler@0.1.0"), "{text}");
 }
@@ -145,13 +146,15 @@ async fn max_instances_caps_concurrent_calls() {
         ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
     };
     // One instance: the ordinary call waits for the looping one to be stopped.
-    let capped = ordinary_call_beside_a_loop(weft::sandbox::plugin::Limits { max_instances: 1, ..limits }).await;
+    let capped =
+        ordinary_call_beside_a_loop(weft::sandbox::plugin::Limits { max_instances: 1, ..limits }).await;
     assert!(
         capped >= std::time::Duration::from_millis(700),
         "did not wait for the only instance: {capped:?}"
     );
     // Two: it runs beside the loop on its own instance.
-    let free = ordinary_call_beside_a_loop(weft::sandbox::plugin::Limits { max_instances: 2, ..limits }).await;
+    let free =
+        ordinary_call_beside_a_loop(weft::sandbox::plugin::Limits { max_instances: 2, ..limits }).await;
     assert!(free < std::time::Duration::from_millis(700), "waited although an instance was free: {free:?}");
 }
 
@@ -180,9 +183,13 @@ async fn loaded_echo(limits: weft::sandbox::plugin::Limits) -> weft::sandbox::pl
 }
 
 /// Decodes a structured event and calls `plugin` with it.
-async fn handle_json(plugin: &weft::sandbox::plugin::Plugin, json: &[u8]) -> Result<usize, weft::failure::Failure> {
+async fn handle_json(
+    plugin: &weft::sandbox::plugin::Plugin,
+    json: &[u8],
+) -> Result<usize, weft::failure::Failure> {
     let structured: &[u8] = b"application/cloudevents+json";
-    let (event, headers) = weft::kafka_in::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
+    let (event, headers) =
+        weft::kafka_in::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
     let record = weft::event::Record {
         topic: "in".into(),
         partition: 0,
@@ -218,7 +225,8 @@ async fn a_plugin_that_floods_its_log_and_stdio_is_capped() {
         tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(std::io::sink);
     let _ = tracing::subscriber::set_global_default(everything.finish());
     let plugin =
-        loaded_echo(weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))).await;
+        loaded_echo(weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092")))
+            .await;
     // 2,000 lines through each of host.log, stdout and stderr; one 1 MiB line through each.
     let lines = failing_with("flood", &[("floodlines", "2000"), ("floodbytes", "100")]);
     assert_eq!(handle_json(&plugin, &lines).await, Ok(1));

@@ -22,9 +22,10 @@ async fn run(
     grants: Grants,
 ) -> Result<Vec<weft::kafka_out::emit::Emitted>, String> {
     let settings = PluginConfig { grants, ..PluginConfig::default() };
-    let run = weft::cli::invoke::invoke(Path::new(SANDBOX_WASM), &event(action, subject), "sandbox-in", &settings)
-        .await
-        .unwrap();
+    let run =
+        weft::cli::invoke::invoke(Path::new(SANDBOX_WASM), &event(action, subject), "sandbox-in", &settings)
+            .await
+            .unwrap();
     run.outcome.map(|_| run.emitted).map_err(|failure| failure.to_string())
 }
 

@@ -18,15 +18,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-mod defaults;
-mod dlq;
-mod kafka;
-mod operations;
-mod pipeline;
-mod plugins;
-mod retry;
-mod subscription;
-mod topics;
+pub mod defaults;
+pub mod dlq;
+pub mod kafka;
+pub mod operations;
+pub mod pipeline;
+pub mod plugins;
+pub mod retry;
+pub mod subscription;
+pub mod topics;
 
 pub use dlq::DlqConfig;
 pub use kafka::KafkaConfig;

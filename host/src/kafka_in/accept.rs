@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use rdkafka::message::{BorrowedMessage, Message};
 
+use crate::kafka::headers::HeaderBytes;
 use crate::kafka_in::decode::{DecodeError, decode};
 use crate::kafka_in::intake::Intake;
 use crate::kafka_out::dead_letters::{self, DlqReason, RawRecord};
@@ -16,7 +17,6 @@ use crate::ops::metrics::TopicSeries;
 use crate::pipeline::catalog::InService;
 use crate::pipeline::job::Job;
 use crate::sandbox::bindings::Delivery;
-use crate::kafka::headers::HeaderBytes;
 
 /// A plain record's headers as handlers see them: all of them (none is a CloudEvent attribute).
 fn plain_headers(headers: &[TextHeader<'_>]) -> Vec<(String, Vec<u8>)> {

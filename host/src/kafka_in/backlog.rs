@@ -73,7 +73,7 @@ impl Backlog {
     }
 
     /// How many jobs wait.
-    pub fn len(&self) -> usize {
+    pub fn waiting(&self) -> usize {
         self.count
     }
 

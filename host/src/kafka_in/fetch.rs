@@ -55,7 +55,7 @@ pub async fn fetch_loop(
         if stuck && pauses.waiting.is_empty() {
             pauses.wait_for(&intake, backlog.partitions());
         }
-        let take = backlog.len() < MAX_HELD || stuck;
+        let take = backlog.waiting() < MAX_HELD || stuck;
         let room = backlog.first_lane().map(|lane| lanes.room_in(lane));
         let message = tokio::select! {
             biased;

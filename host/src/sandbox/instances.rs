@@ -18,9 +18,9 @@ use crate::failure::Failure;
 use crate::kafka_out::emit::Emits;
 use crate::sandbox::bindings::{Cloudevent, Delivery, HandleError, Handler, HandlerPre};
 use crate::sandbox::description::Description;
-use crate::sandbox::limits::Limits;
 use crate::sandbox::host_state::{EmitQuota, HostState, PluginEnv};
 use crate::sandbox::limiter::{Limiter, MemoryLimitExceeded};
+use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::{DeadlineExceeded, EPOCH_TICK, Runtime};
 
 /// A component's instances: the component linked and checked against the world, the pool of
@@ -226,9 +226,7 @@ pub(crate) fn failure_of_call(error: wasmtime::Error, fuel: Option<u64>) -> Fail
     let message = format!("{error:#}").replace('\n', " ");
     // The store limiter traps on growth past the cap (`MemoryLimitExceeded`); an instance whose
     // initial memories already exceed it fails to instantiate.
-    if error.downcast_ref::<MemoryLimitExceeded>().is_some()
-        || message.contains("memory minimum size")
-    {
+    if error.downcast_ref::<MemoryLimitExceeded>().is_some() || message.contains("memory minimum size") {
         return Failure::MemoryLimit(message);
     }
     Failure::Trap(message)

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`runtime`]: the one `Engine` and `Linker` of the process, the epoch ticker, the compiled
-//!   plugin cache; [`bindings`]: the generated WIT bindings (one `bindgen!`).
+//!   plugin cache; `bindings`: the generated WIT bindings (one `bindgen!`).
 //! - [`plugin`]: one loaded plugin (component or native handler): its id, digest and settings;
 //!   [`description`]: what it says about itself; [`instances`]: its pool of instances and one call into one of them, under its
 //!   deadline; [`limits`]: its sandbox limits.

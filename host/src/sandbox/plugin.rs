@@ -15,9 +15,9 @@ use crate::failure::Failure;
 use crate::kafka_out::emit::{Emits, Emitter};
 use crate::sandbox::bindings::HandlerPre;
 pub use crate::sandbox::description::Description;
+use crate::sandbox::host_state::PluginEnv;
 use crate::sandbox::instances::{Instances, one_line};
 pub use crate::sandbox::limits::Limits;
-use crate::sandbox::host_state::PluginEnv;
 use crate::sandbox::runtime::Runtime;
 
 /// The event and delivery types handlers receive, as the WIT defines them.
@@ -60,7 +60,8 @@ pub struct Plugin {
 
 /// What handles a plugin's events: a sandboxed component, or native code.
 enum Body {
-    Component(Instances),
+    /// Boxed: the instances are large, and a native handler is an `Arc`.
+    Component(Box<Instances>),
     Native(Arc<dyn NativeHandler>),
 }
 
@@ -154,7 +155,7 @@ impl Plugin {
             first_event: std::sync::atomic::AtomicBool::new(false),
             series: std::sync::OnceLock::new(),
             limits,
-            body: Body::Component(Instances::new(pre, env, runtime.clone(), limits)),
+            body: Body::Component(Box::new(Instances::new(pre, env, runtime.clone(), limits))),
         };
         plugin.description = match &plugin.body {
             Body::Component(instances) => instances.describe().await?,

@@ -32,7 +32,7 @@ pub fn commit<C: ConsumerContext, K: Consumer<C>>(consumer: &K) {
 pub const STORE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Stores the commit position of every partition whose finished run grew, in one call. Positions
-/// only ever grow (see `offsets.rs`).
+/// only ever grow (see `pipeline/offsets.rs`).
 pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTracker, consumer: &K) {
     let result = tracker.store(|moved| {
         let mut tpl = TopicPartitionList::with_capacity(moved.len());

@@ -29,13 +29,18 @@ pub struct Ticket {
     pub offset: i64,
     /// The assignment the event was fetched under. A ticket from a revoked assignment is ignored.
     generation: u64,
+    /// Which fetch of the offset this is: after the consumer goes back, the same offset is fetched
+    /// again, and only the latest fetch's ticket finishes it.
+    fetch: u64,
 }
 
 #[derive(Debug)]
 struct Partition {
     generation: u64,
-    /// In-flight offsets in fetch order, with whether each has finished and when it was fetched.
-    pending: VecDeque<(i64, bool, Instant)>,
+    /// In-flight events in offset order.
+    pending: VecDeque<Pending>,
+    /// The number the next fetched event gets ([`Ticket::fetch`]).
+    next_fetch: u64,
     /// One past the last event of the finished run at the head: the offset to commit.
     position: Option<i64>,
     /// The position last handed to [`OffsetTracker::store`]'s callback.
@@ -44,6 +49,26 @@ struct Partition {
     revoked: bool,
     /// Handler calls (or dead-letter writes) of this partition under way.
     running: usize,
+}
+
+/// One in-flight event of a partition.
+#[derive(Debug)]
+struct Pending {
+    offset: i64,
+    /// Handled, or dead-lettered.
+    finished: bool,
+    /// When it was fetched: the start of its age in [`Progress::oldest_unfinished`].
+    fetched_at: Instant,
+    /// Its [`Ticket::fetch`].
+    fetch: u64,
+}
+
+impl Partition {
+    /// Where the in-flight event `ticket` names is, if this fetch of it is still tracked.
+    fn find(&self, ticket: &Ticket) -> Option<usize> {
+        let index = self.pending.binary_search_by_key(&ticket.offset, |p| p.offset).ok()?;
+        (self.pending[index].fetch == ticket.fetch).then_some(index)
+    }
 }
 
 /// Every tracked partition's state, by topic and partition.
@@ -86,7 +111,7 @@ impl OffsetTracker {
     /// [`OffsetTracker::begin`], also telling how many offsets the consumer skipped to get there
     /// since the partition's previous record: none on a plain topic, some where a topic is compacted
     /// or holds transaction markers, and records lost in transit if a broker skips them.
-    /// `at` is when it was fetched, the start of its age in [`OffsetTracker::oldest_unfinished`].
+    /// `at` is when it was fetched, the start of its age in [`Progress::oldest_unfinished`].
     pub fn fetched(&self, topic: &Arc<str>, partition: i32, offset: i64, at: Instant) -> (Ticket, i64) {
         let mut partitions = self.lock();
         let by_partition = match partitions.get_mut(&**topic) {
@@ -96,26 +121,34 @@ impl OffsetTracker {
         let state = by_partition.entry(partition).or_insert_with(|| Partition {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             pending: VecDeque::new(),
+            next_fetch: 0,
             position: None,
             stored: None,
             revoked: false,
             running: 0,
         });
-        if state.pending.back().is_some_and(|&(last, _, _)| offset <= last)
+        if state.pending.back().is_some_and(|last| offset <= last.offset)
             || state.position.is_some_and(|position| offset < position)
         {
-            // The consumer went back (a seek or a reset after an error): what was in flight before
-            // will be fetched again, so forget it under a new generation, and let the position
-            // start again from there.
-            state.generation = self.generations.fetch_add(1, Ordering::Relaxed);
-            state.pending.clear();
-            state.position = None;
-            state.stored = None;
+            // The consumer went back (a seek, a reset after an unclean leader election or a
+            // truncation): from `offset` on, events will be fetched again, and the tickets of their
+            // earlier fetches no longer count. Events before it that are still in flight stay: their
+            // lanes finish them, and nothing past them is stored until they do.
+            while state.pending.back().is_some_and(|last| last.offset >= offset) {
+                state.pending.pop_back();
+            }
+            if state.pending.is_empty() && state.position.is_some_and(|position| offset < position) {
+                // Back before the commit position: it starts again from there.
+                state.position = None;
+                state.stored = None;
+            }
         }
-        let expected = state.pending.back().map(|&(last, _, _)| last + 1).or(state.position);
+        let expected = state.pending.back().map(|last| last.offset + 1).or(state.position);
         let skipped = expected.map_or(0, |expected| offset - expected);
-        state.pending.push_back((offset, false, at));
-        (Ticket { topic: topic.clone(), partition, offset, generation: state.generation }, skipped)
+        let fetch = state.next_fetch;
+        state.next_fetch += 1;
+        state.pending.push_back(Pending { offset, finished: false, fetched_at: at, fetch });
+        (Ticket { topic: topic.clone(), partition, offset, generation: state.generation, fetch }, skipped)
     }
 
     /// Marks the ticket's event finished. Returns the partition's new position (one past the last
@@ -125,12 +158,12 @@ impl OffsetTracker {
         let mut partitions = self.lock();
         let state = state(&mut partitions, &ticket.topic, ticket.partition)
             .filter(|s| s.generation == ticket.generation)?;
-        let index = state.pending.binary_search_by_key(&ticket.offset, |&(o, _, _)| o).ok()?;
-        state.pending[index].1 = true;
+        let index = state.find(ticket)?;
+        state.pending[index].finished = true;
         let mut next = None;
-        while let Some(&(offset, true, _)) = state.pending.front() {
+        while let Some(head) = state.pending.front().filter(|head| head.finished) {
+            next = Some(head.offset + 1);
             state.pending.pop_front();
-            next = Some(offset + 1);
         }
         if next.is_some() {
             state.position = next;
@@ -163,12 +196,14 @@ impl OffsetTracker {
     }
 
     /// Claims the ticket's event for work (a handler call, a dead-letter write). `false` when its
-    /// partition was revoked or forgotten meanwhile: the event belongs to the partition's next
-    /// owner and must not be worked on here. A `true` must be matched by [`OffsetTracker::stop`].
+    /// partition was revoked or forgotten meanwhile (the event belongs to the partition's next
+    /// owner), or when the consumer went back past it (its new fetch is the one to work on): it
+    /// must not be worked on here. A `true` must be matched by [`OffsetTracker::stop`].
     pub fn start(&self, ticket: &Ticket) -> bool {
         let mut partitions = self.lock();
         let state = state(&mut partitions, &ticket.topic, ticket.partition)
-            .filter(|s| s.generation == ticket.generation && !s.revoked);
+            .filter(|s| s.generation == ticket.generation && !s.revoked)
+            .filter(|s| s.find(ticket).is_some());
         state.map(|s| s.running += 1).is_some()
     }
 
@@ -232,8 +267,8 @@ impl Progress for OffsetTracker {
     fn oldest_unfinished(&self) -> Vec<(String, i32, i64, Duration)> {
         each(&self.lock())
             .filter_map(|(topic, partition, state)| {
-                let &(offset, _, fetched) = state.pending.front()?;
-                Some((topic.to_string(), partition, offset, fetched.elapsed()))
+                let head = state.pending.front()?;
+                Some((topic.to_string(), partition, head.offset, head.fetched_at.elapsed()))
             })
             .collect()
     }
@@ -305,6 +340,31 @@ mod tests {
         assert_eq!(t.finish(&old), None, "stale ticket from the revoked assignment");
         assert_eq!(t.in_flight("t", 0), 1);
         assert_eq!(t.finish(&fresh), Some(4));
+    }
+
+    #[test]
+    fn an_unfinished_event_survives_a_rewind_past_it() {
+        // In flight: 5 (its call running), 6 and 7 finished behind it. The consumer then delivers
+        // 6 again (an unclean leader election, a truncation reset).
+        let t = OffsetTracker::new();
+        let five = t.begin("t", 0, 5);
+        let six = t.begin("t", 0, 6);
+        let seven = t.begin("t", 0, 7);
+        assert!(t.start(&five));
+        assert_eq!(t.finish(&six), None);
+        assert_eq!(t.finish(&seven), None);
+        let again_six = t.begin("t", 0, 6);
+        let again_seven = t.begin("t", 0, 7);
+        assert_eq!(t.finish(&again_six), None, "5 is still unfinished: nothing past it may be stored");
+        assert_eq!(t.finish(&again_seven), None);
+        assert!(stored(&t).is_empty(), "no position past the unfinished 5");
+        assert!(!t.start(&six), "6 was fetched again: its new fetch is the one to work on");
+        assert_eq!(t.running("t", 0), 1, "5's call is still counted");
+        t.stop(&five);
+        assert_eq!(t.running("t", 0), 0, "5's call ended: nothing left running");
+        assert!(t.start(&five), "a parked 5 may still be retried");
+        t.stop(&five);
+        assert_eq!(t.finish(&five), Some(8), "5 done: the run reaches the redelivered 7");
     }
 
     fn stored(t: &OffsetTracker) -> Vec<(String, i32, i64)> {
@@ -430,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn rewind_starts_a_new_generation() {
+    fn only_the_latest_fetch_of_an_offset_finishes_it() {
         let t = OffsetTracker::new();
         let first = t.begin("t", 0, 7);
         let again = t.begin("t", 0, 7);

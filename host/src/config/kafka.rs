@@ -11,9 +11,37 @@ use super::{ENV_BROKERS, defaults};
 const MANAGED_CONSUMER_PROPERTIES: &[&str] =
     &["bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.auto.commit"];
 
-/// Producer properties that dead letters and emits depend on, with the values that keep them safe.
+/// Producer properties that dead letters and emits depend on, with the values that keep them safe
+/// (`request.required.acks` is librdkafka's other name for `acks`).
 const PRODUCER_GUARANTEES: &[(&str, &[&str])] =
-    &[("acks", &["all", "-1"]), ("enable.idempotence", &["true"])];
+    &[("acks", &["all", "-1"]), ("request.required.acks", &["all", "-1"]), ("enable.idempotence", &["true"])];
+
+/// Producer properties Weft cannot work with, and why.
+const PRODUCER_REFUSED: &[(&str, &str)] = &[(
+    "transactional.id",
+    "makes the producer transactional, and Weft's producers write outside transactions: every emit and \
+     dead letter would fail",
+)];
+
+/// Consumer properties Weft cannot work with at some value (`None`: any value), and why.
+const CONSUMER_REFUSED: &[(&str, Option<&str>, &str)] = &[
+    (
+        "enable.partition.eof",
+        Some("true"),
+        "reports the end of every partition as an error, which Weft has no use for",
+    ),
+    (
+        "auto.offset.reset",
+        Some("error"),
+        "stops a partition whose committed offset is gone, silently; use earliest or latest",
+    ),
+    (
+        "group.instance.id",
+        None,
+        "(static membership) keeps a stopped member's partitions unassigned until its session times \
+         out, where Weft hands them over as soon as it stops",
+    ),
+];
 
 /// `[kafka]`: the cluster, the group, and librdkafka properties passed through unchanged.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,8 +85,22 @@ impl KafkaConfig {
             }
         }
         for (table, properties) in
+            [("kafka.properties", &self.properties), ("kafka.consumer", &self.consumer)]
+        {
+            for (key, refused, why) in CONSUMER_REFUSED {
+                if let Some(value) = properties.get(*key)
+                    && refused.is_none_or(|refused| value.eq_ignore_ascii_case(refused))
+                {
+                    bail!("{table}.\"{key}\" = {value:?} {why}");
+                }
+            }
+        }
+        for (table, properties) in
             [("kafka.properties", &self.properties), ("kafka.producer", &self.producer)]
         {
+            if let Some((key, why)) = PRODUCER_REFUSED.iter().find(|(key, _)| properties.contains_key(*key)) {
+                bail!("{table}.\"{key}\" {why}");
+            }
             for (key, safe) in PRODUCER_GUARANTEES {
                 if let Some(value) = properties.get(*key)
                     && !safe.contains(&value.to_ascii_lowercase().as_str())

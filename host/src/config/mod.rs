@@ -296,6 +296,55 @@ mod tests {
     }
 
     #[test]
+    fn settings_accepted_but_wrong_are_refused_by_name() {
+        let refused = |text: &str, key: &str| {
+            let config = Config::parse(&format!("[kafka]\nbrokers = \"b:9092\"\n{text}")).unwrap();
+            let err = config.validate().expect_err(text).to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        };
+        // Would wrap when turned into bytes.
+        refused("[pipeline]\nmax_in_flight_mib = 18446744073709551615\n", "pipeline.max_in_flight_mib");
+        // The alias of `acks` is held to the same rule.
+        refused(
+            "[kafka.producer]\n\"request.required.acks\" = \"1\"\n",
+            "kafka.producer.\"request.required.acks\"",
+        );
+        refused(
+            "[kafka.properties]\n\"request.required.acks\" = \"0\"\n",
+            "kafka.properties.\"request.required.acks\"",
+        );
+        // Every emit would fail: a transactional producer needs transactions Weft does not run.
+        refused("[kafka.producer]\n\"transactional.id\" = \"weft\"\n", "kafka.producer.\"transactional.id\"");
+        refused(
+            "[kafka.properties]\n\"transactional.id\" = \"weft\"\n",
+            "kafka.properties.\"transactional.id\"",
+        );
+        // End-of-partition events are no use to Weft, and a partition that cannot reset stalls.
+        refused(
+            "[kafka.consumer]\n\"enable.partition.eof\" = \"true\"\n",
+            "kafka.consumer.\"enable.partition.eof\"",
+        );
+        refused(
+            "[kafka.consumer]\n\"auto.offset.reset\" = \"error\"\n",
+            "kafka.consumer.\"auto.offset.reset\"",
+        );
+        // Static membership keeps a stopped member's partitions until its session times out.
+        refused(
+            "[kafka.consumer]\n\"group.instance.id\" = \"weft-1\"\n",
+            "kafka.consumer.\"group.instance.id\"",
+        );
+        // No wait between attempts: a hot loop.
+        refused("[retry]\ninitial_backoff_ms = 0\n", "retry.initial_backoff_ms");
+        refused("[plugin.audit.retry]\ninitial_backoff_ms = 0\n", "plugin.audit.retry.initial_backoff_ms");
+        let fine = Config::parse(
+            "[kafka]\nbrokers = \"b:9092\"\n[kafka.consumer]\n\"auto.offset.reset\" = \"latest\"\n\"enable.partition.eof\" = \"false\"\n\
+             [kafka.producer]\n\"request.required.acks\" = \"-1\"\n",
+        )
+        .unwrap();
+        fine.validate().unwrap();
+    }
+
+    #[test]
     fn property_values_can_come_from_the_environment() {
         let text = "[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"sasl.password\" = \"${KAFKA_PASSWORD}\"\n\
                     \"sasl.username\" = \"weft\"\n";

@@ -77,6 +77,17 @@ impl PipelineConfig {
                 bail!("pipeline.{key} must be greater than 0");
             }
         }
+        if self.max_in_flight_bytes().is_none() {
+            bail!(
+                "pipeline.max_in_flight_mib = {} is more memory than this machine can address",
+                self.max_in_flight_mib
+            );
+        }
         Ok(())
+    }
+
+    /// `max_in_flight_mib` in bytes; `None` when it does not fit in memory addresses.
+    pub fn max_in_flight_bytes(&self) -> Option<usize> {
+        self.max_in_flight_mib.checked_mul(1 << 20).and_then(|bytes| usize::try_from(bytes).ok())
     }
 }

@@ -67,6 +67,10 @@ impl RetryPolicy {
     pub fn validate(&self, table: &str) -> anyhow::Result<()> {
         anyhow::ensure!(self.max_attempts >= 1, "{table}.max_attempts must be at least 1");
         anyhow::ensure!(
+            !self.initial_backoff.is_zero(),
+            "{table}.initial_backoff_ms must be at least 1 (with no wait, retries run in a hot loop)"
+        );
+        anyhow::ensure!(
             self.multiplier.is_finite() && self.multiplier >= 1.0,
             "{table}.multiplier must be 1 or more"
         );

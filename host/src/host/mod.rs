@@ -133,7 +133,7 @@ impl Host {
             pipeline: pipeline.clone(),
             in_flight: InFlight::new(
                 in_flight_gauge,
-                usize::try_from(config.pipeline.max_in_flight_mib << 20).unwrap_or(usize::MAX),
+                config.pipeline.max_in_flight_bytes().expect("validated: fits in memory addresses"),
             ),
             dead_letter_unrouted: config.dlq.unrouted,
             max_uncommitted: config.pipeline.max_uncommitted,

@@ -8,6 +8,11 @@
 //!
 //! This is the one module that talks to librdkafka directly: `rd_kafka_header_get_all` to read a
 //! name without a UTF-8 check, `rd_kafka_header_add` with an explicit name length to write one.
+//!
+//! A name may even hold a NUL byte, which `rd_kafka_header_get_all` hides (it hands out the name as
+//! a C string). The name's true length is read from librdkafka's header object, so such a name is
+//! read whole: the record is then refused as invalid (see `kafka_in/accept.rs`) and its dead letter
+//! carries the name byte for byte.
 
 #![allow(unsafe_code)]
 
@@ -35,14 +40,44 @@ pub fn read(headers: &BorrowedHeaders) -> Vec<HeaderBytes<'_>> {
             if error != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
                 return None;
             }
-            // SAFETY: librdkafka keeps every name NUL-terminated; a non-null value has `size` bytes.
-            let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+            // SAFETY: librdkafka keeps every name NUL-terminated, in its header object after the
+            // name's length (see `name_size`); a non-null value has `size` bytes.
+            let visible = unsafe { CStr::from_ptr(name) }.to_bytes();
+            let name = match unsafe { name_size(name) } {
+                // A NUL inside the name: the whole name, as the record carries it.
+                size if size > visible.len() => unsafe {
+                    std::slice::from_raw_parts(name.cast::<u8>(), size)
+                },
+                _ => visible,
+            };
             let value =
                 (!value.is_null()).then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
             Some((name, value))
         })
         .collect()
 }
+
+/// The length of a header name handed out by `rd_kafka_header_get_all`, NUL bytes included.
+///
+/// librdkafka (`rdkafka_header.h`, the version rdkafka-sys pins) allocates each header as
+/// `{ size_t ser_size; size_t value_size; size_t name_size; char *value; char name[]; }`, so the
+/// name's length is the `size_t` two words before the name. Every header, fetched or built, is
+/// made by `rd_kafka_header_add`, which fills it in. The tests round-trip names with NUL bytes,
+/// so a librdkafka that lays it out otherwise fails them.
+///
+/// # Safety
+/// `name` must be a name pointer `rd_kafka_header_get_all` returned, of a live headers object.
+unsafe fn name_size(name: *const c_char) -> usize {
+    const NAME_OFFSET: usize = 3 * size_of::<usize>() + size_of::<*const c_char>();
+    const NAME_SIZE_OFFSET: usize = 2 * size_of::<usize>();
+    // SAFETY: per the layout above, `name` is NAME_OFFSET bytes into the header, which starts
+    // `usize`-aligned, so the length field is readable and aligned.
+    unsafe { name.cast::<u8>().sub(NAME_OFFSET - NAME_SIZE_OFFSET).cast::<usize>().read() }
+}
+
+/// A valid address for an empty name or value: librdkafka copies zero bytes from it, and C's
+/// `memcpy` wants a valid pointer even then (an empty slice's is dangling).
+static EMPTY: [u8; 1] = [0];
 
 /// Headers to produce, names taken byte for byte (a name need not be UTF-8).
 pub fn build<'a>(headers: impl IntoIterator<Item = HeaderBytes<'a>>) -> OwnedHeaders {
@@ -51,16 +86,18 @@ pub fn build<'a>(headers: impl IntoIterator<Item = HeaderBytes<'a>>) -> OwnedHea
     let native = std::ptr::from_ref(owned.as_borrowed()).cast::<rd::rd_kafka_headers_t>().cast_mut();
     for (name, value) in headers {
         let (value_ptr, value_len) = match value {
+            Some([]) => (EMPTY.as_ptr().cast::<c_void>(), 0),
             Some(v) => (v.as_ptr().cast::<c_void>(), v.len() as isize),
             None => (std::ptr::null(), 0),
         };
+        let name_ptr = if name.is_empty() { EMPTY.as_ptr() } else { name.as_ptr() };
         // SAFETY: `native` is the headers object `owned` owns and nothing else references yet;
         // librdkafka copies the name and value, whose lengths are given explicitly. Adding to a
         // headers object that is not read-only cannot fail.
         unsafe {
             rd::rd_kafka_header_add(
                 native,
-                name.as_ptr().cast::<c_char>(),
+                name_ptr.cast::<c_char>(),
                 name.len() as isize,
                 value_ptr,
                 value_len,
@@ -98,6 +135,18 @@ mod tests {
         assert_eq!(read_back[2], (b"nullable".as_slice(), None));
         assert_eq!(read_back[3].0, b"empty");
         assert!(read_back[3].1.is_none_or(<[u8]>::is_empty));
+    }
+
+    #[test]
+    fn names_with_a_nul_byte_are_read_whole() {
+        let written: Vec<HeaderBytes<'_>> =
+            vec![(b"ce_id\0x", Some(b"e-1")), (b"\0", None), (b"tail\0", Some(b"")), (b"", Some(b"v"))];
+        let owned = build(written.iter().copied());
+        let read_back = read(owned.as_borrowed());
+        assert_eq!(read_back[0], (b"ce_id\0x".as_slice(), Some(b"e-1".as_slice())));
+        assert_eq!(read_back[1], (b"\0".as_slice(), None));
+        assert_eq!(read_back[2].0, b"tail\0");
+        assert_eq!(read_back[3], (b"".as_slice(), Some(b"v".as_slice())));
     }
 
     #[test]

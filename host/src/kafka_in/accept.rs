@@ -27,11 +27,16 @@ fn plain_headers(headers: &[TextHeader<'_>]) -> Vec<(String, Vec<u8>)> {
 type TextHeader<'a> = (&'a str, Option<&'a [u8]>);
 
 /// The headers with their names as text. The Kafka protocol makes a header name a UTF-8 string;
-/// a record that breaks that is not read any further.
+/// a record that breaks that is not read any further, nor one whose header name holds a NUL byte
+/// (a C client would read `ce_id\0x` as `ce_id`).
 fn utf8_names<'a>(headers: &[HeaderBytes<'a>]) -> Result<Vec<TextHeader<'a>>, DecodeError> {
     headers
         .iter()
         .map(|&(name, value)| match std::str::from_utf8(name) {
+            Ok(text) if text.contains('\0') => Err(DecodeError::from(format!(
+                "header name {} holds a NUL byte",
+                crate::kafka::headers::printable(name)
+            ))),
             Ok(name) => Ok((name, value)),
             Err(_) => Err(DecodeError::from(format!(
                 "header name {} is not UTF-8 (the Kafka protocol requires UTF-8 header names)",

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Weft's whole test suite from a clean checkout: installs what it needs (the wasm32-wasip2
-# target, the tansu test broker, componentize-js from npm and componentize-py from PyPI for the
-# JavaScript and Python plugins, Debian's clang for the C one and socat for the secured broker),
-# starts the brokers on free loopback ports (a plain one, and one that takes only SASL_SSL with
-# SCRAM-SHA-256), runs every test, and stops the brokers. Extra arguments go to `cargo test`.
+# target; Apache Kafka's broker jars through Maven, with a JDK and Maven from Debian if missing;
+# componentize-js from npm and componentize-py from PyPI for the JavaScript and Python plugins;
+# Debian's clang for the C one), starts Apache Kafka on
+# free loopback ports (one plain broker, and one that takes only SASL_SSL with SCRAM-SHA-256),
+# runs every test, and stops the brokers. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ WEFT_TEST_POLYGLOT_PLUGINS=$(scripts/polyglot-plugins.sh)
 export WEFT_TEST_POLYGLOT_PLUGINS
 
 export WEFT_KAFKA_STATE="${TMPDIR:-/tmp}/weft-kafka-test-$$"
-trap 'scripts/kafka.sh stop' EXIT
+trap 'scripts/kafka.sh stop; rm -rf "$WEFT_KAFKA_STATE"' EXIT
 WEFT_TEST_BROKERS=$(scripts/kafka.sh start)
 export WEFT_TEST_BROKERS
 echo "test broker: $WEFT_TEST_BROKERS" >&2

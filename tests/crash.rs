@@ -1,5 +1,6 @@
 //! Crash safety: the `weft` process is SIGKILLed three times at random moments while 20,000 events
-//! flow and restarted each time. After every kill, no committed offset may be past an event that
+//! flow, produced in multi-record batches, every event of ten keys in a hundred failing its first
+//! attempt (so it is parked for a retry when the kill comes), and restarted each time. After every kill, no committed offset may be past an event that
 //! has no output; at the end every input has been handled at least once and a graceful stop
 //! commits to the end. The number of duplicates (events handled again after a kill) is printed.
 //!
@@ -33,7 +34,7 @@ async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
     let log = dir.join("weft.log");
 
     // Events keep arriving while the host is killed and restarted.
-    let producing = produce_steadily(&topic, "c", 40, 100, Duration::from_millis(200));
+    let producing = produce_steadily(&topic, "c", 40, 100, 10, Duration::from_millis(200));
 
     let mut child = spawn(&config, &log);
     for kill in 1..=3 {

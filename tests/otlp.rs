@@ -51,7 +51,7 @@ async fn handler_spans_are_exported_over_otlp_continuing_the_input_trace() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\n[kafka.producer]\n\"batch.num.messages\" = \"1\"\n\
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\n[plugins]\ndir = \"{}\"\n\
              [plugin.echo.config]\ntopic = \"{topic}\"\noutput-topic = \"{output}\"\n\
              [telemetry]\notlp_endpoint = \"http://{addr}\"\nservice_name = \"weft-under-test\"\n",

@@ -24,7 +24,7 @@ async fn three_members_one_killed_one_added_lose_nothing_and_keep_key_order() {
     let config = echo_run_config(&dir, &group, &topic, &output);
     let log = dir.join("weft.log");
 
-    let producing = produce_steadily(&topic, "s", 24, KEYS, Duration::from_millis(500));
+    let producing = produce_steadily(&topic, "s", 24, KEYS, 0, Duration::from_millis(500));
 
     let mut members: Vec<WeftProcess> = (0..3).map(|_| spawn(&config, &log)).collect();
     tokio::time::sleep(Duration::from_secs(4)).await;

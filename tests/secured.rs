@@ -73,8 +73,6 @@ group_id = "{group}"
 "ssl.ca.location" = "${{WEFT_TEST_SECURE_CA}}"
 [kafka.consumer]
 "fetch.wait.max.ms" = "10"
-[kafka.producer]
-"batch.num.messages" = "1"
 [http]
 listen = "{http}"
 [plugins]

@@ -20,8 +20,20 @@ use weft::Config;
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 
-/// The test broker's bootstrap address.
+/// The cluster the helpers use instead of `WEFT_TEST_BROKERS`, once a test named one.
+static BROKERS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Makes every helper of this test binary use the cluster at `bootstrap` (a test's own cluster,
+/// as the broker-fault tests start).
+pub fn use_brokers(bootstrap: &str) {
+    *BROKERS.lock().unwrap() = Some(bootstrap.to_string());
+}
+
+/// The test broker's bootstrap address (or the cluster named by [`use_brokers`]).
 pub fn brokers() -> String {
+    if let Some(bootstrap) = BROKERS.lock().unwrap().clone() {
+        return bootstrap;
+    }
     std::env::var("WEFT_TEST_BROKERS").expect(
         "WEFT_TEST_BROKERS is not set: run the tests with scripts/test.sh, or start a broker with \
          scripts/kafka.sh start and export WEFT_TEST_BROKERS=<address>",
@@ -69,12 +81,12 @@ pub async fn topic_pair(prefix: &str, partitions: i32) -> (String, String) {
     (topic, output)
 }
 
-/// Creates `topic` with `partitions` partitions.
+/// Creates `topic` with `partitions` partitions, replicated as the cluster's default says.
 pub async fn create_topic(topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
     let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))], &AdminOptions::new())
         .await
         .expect("create_topics request");
     for result in results {
@@ -103,9 +115,6 @@ pub fn config(dir: &Path) -> Config {
     let mut config = Config::with_brokers(brokers());
     config.kafka.group_id = unique("weft-test");
     config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
-    // One record per batch on the output topics too: see `TestProducer` for the tansu behaviour
-    // this avoids.
-    config.kafka.producer.insert("batch.num.messages".into(), "1".into());
     config.plugins.dir = dir.to_path_buf();
     config.plugins.reload_debounce_ms = 100;
     // Compiled plugins are shared by every test of a run, as by the restarts of one host.
@@ -188,12 +197,9 @@ pub enum Mode {
     Structured,
 }
 
-/// A producer independent of the host (the CloudEvents SDK builds the events).
-///
-/// It writes one record per batch: tansu 0.6 answers a fetch that starts inside a record batch with
-/// the *next* batch and reports the high watermark as the last batch's base offset + 1, so a
-/// consumer restarting mid-batch would skip records and end offsets would be wrong. Single-record
-/// batches keep the broker exact, so the tests check Weft and not the broker.
+/// A producer independent of the host (the CloudEvents SDK builds the events). Records queued
+/// together ([`TestProducer::enqueue`]) go out in multi-record batches, as a real producer's do,
+/// so a consumer that resumes or seeks inside a batch is tested too.
 pub struct TestProducer {
     producer: FutureProducer,
 }
@@ -204,7 +210,17 @@ impl TestProducer {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .set("linger.ms", "0")
-            .set("batch.num.messages", "1")
+            .create()
+            .expect("test producer");
+        Self { producer }
+    }
+
+    /// A producer that waits 5 ms to fill its batches: a steady load goes out in batches of many
+    /// records.
+    pub fn batching() -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("linger.ms", "5")
             .create()
             .expect("test producer");
         Self { producer }
@@ -324,6 +340,8 @@ pub struct Output {
     pub raw_headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Its value.
     pub value: Vec<u8>,
+    /// Its timestamp, milliseconds since the Unix epoch (for Weft's outputs: when Weft wrote it).
+    pub timestamp_ms: u64,
 }
 
 impl Output {
@@ -401,6 +419,7 @@ pub async fn read_until_with(
                         .collect(),
                     raw_headers,
                     value: m.payload().unwrap_or_default().to_vec(),
+                    timestamp_ms: m.timestamp().to_millis().unwrap_or_default().max(0) as u64,
                 })
             }
         }
@@ -555,7 +574,6 @@ pub fn echo_run_config(dir: &Path, group: &str, topic: &str, output: &str) -> Pa
         format!(
             "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n[kafka.consumer]\n\"fetch.wait.max.ms\" = \"10\"\n\
              \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
-             [kafka.producer]\n\"batch.num.messages\" = \"1\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\n[plugins]\ndir = \"{}\"\n[plugin.echo.config]\ntopic = \"{topic}\"\noutput-topic = \"{output}\"\n",
             brokers(),
             dir.display()
@@ -565,26 +583,34 @@ pub fn echo_run_config(dir: &Path, group: &str, topic: &str, output: &str) -> Pa
     config
 }
 
-/// Produces `chunks` × 500 binary-mode events to `topic` in the background, a chunk every `pause`:
-/// ids `<prefix>-<n>`, keys `user-<n % keys>`, type `com.example.test`.
+/// Produces `chunks` × 500 binary-mode events to `topic` in the background, a chunk every `pause`,
+/// in multi-record batches: ids `<prefix>-<n>`, keys `user-<n % keys>`, type `com.example.test`.
+/// Every event of the first `retried_keys` keys asks echo to fail its first attempt, so it is
+/// handled on a retry.
 pub fn produce_steadily(
     topic: &str,
     prefix: &str,
     chunks: u64,
     keys: u64,
+    retried_keys: u64,
     pause: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let (topic, prefix) = (topic.to_string(), prefix.to_string());
     tokio::task::spawn_blocking(move || {
-        let producer = TestProducer::new();
+        let producer = TestProducer::batching();
         for chunk in 0..chunks {
             for n in chunk * 500..(chunk + 1) * 500 {
-                let headers = vec![
+                let mut headers = vec![
                     ("ce_specversion".to_string(), b"1.0".to_vec()),
                     ("ce_id".to_string(), format!("{prefix}-{n}").into_bytes()),
                     ("ce_source".to_string(), b"/weft/tests".to_vec()),
                     ("ce_type".to_string(), b"com.example.test".to_vec()),
                 ];
+                if n % keys < retried_keys {
+                    headers.push(("ce_failmode".to_string(), b"retryable".to_vec()));
+                    headers.push(("ce_failuntil".to_string(), b"2".to_vec()));
+                    headers.push(("ce_faildelayms".to_string(), b"100".to_vec()));
+                }
                 producer.enqueue(&topic, &format!("user-{}", n % keys), &headers, b"{}");
             }
             std::thread::sleep(pause);

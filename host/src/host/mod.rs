@@ -126,8 +126,14 @@ impl Host {
             health.clone(),
         );
         let in_flight_gauge = metrics.in_flight.clone();
-        let pipeline =
-            Arc::new(PipelineContext { tracker, metrics, stopping, dead_letters, catalog: catalog.clone() });
+        let pipeline = Arc::new(PipelineContext {
+            tracker,
+            metrics,
+            stopping,
+            dead_letters,
+            catalog: catalog.clone(),
+            health: health.clone(),
+        });
         let intake = Arc::new(Intake {
             consumer: Arc::new(consumer),
             pipeline: pipeline.clone(),

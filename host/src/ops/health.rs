@@ -8,6 +8,7 @@
 //! The same facts are metrics: `weft_partition_oldest_unfinished_seconds` per partition and
 //! `weft_not_ready`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub struct Health {
     stall_after: Duration,
     /// The latest dead-letter write failure, cleared by the next successful write.
     dead_letters: Mutex<Option<String>>,
+    /// The latest failure to get emitted events acknowledged, cleared by the next acknowledgement.
+    emits: Mutex<Option<String>>,
+    /// Whether `emits` holds a failure: an acknowledgement clears it without a lock otherwise.
+    emits_failing: AtomicBool,
     /// Why the host cannot go on (a pipeline task ended); never cleared.
     fatal: Mutex<Option<String>>,
     /// Partitions that have an oldest-unfinished series, to remove the ones that drained.
@@ -43,6 +48,8 @@ impl Health {
             metrics,
             stall_after,
             dead_letters: Mutex::new(None),
+            emits: Mutex::new(None),
+            emits_failing: AtomicBool::new(false),
             fatal: Mutex::new(None),
             reported: Mutex::new(Vec::new()),
         }
@@ -56,6 +63,21 @@ impl Health {
     /// A dead-letter write succeeded.
     pub fn dead_letter_written(&self) {
         *self.dead_letters.lock().expect("health lock poisoned") = None;
+    }
+
+    /// Events a plugin emitted were not acknowledged: `error` (the cluster unavailable, or a
+    /// refusal). The events that emitted them wait or retry meanwhile.
+    pub fn emits_failed(&self, error: String) {
+        *self.emits.lock().expect("health lock poisoned") = Some(error);
+        self.emits_failing.store(true, Ordering::Release);
+    }
+
+    /// Events a plugin emitted were acknowledged. On the hot path: no lock unless a failure was
+    /// reported.
+    pub fn emits_acknowledged(&self) {
+        if self.emits_failing.load(Ordering::Acquire) && self.emits_failing.swap(false, Ordering::AcqRel) {
+            *self.emits.lock().expect("health lock poisoned") = None;
+        }
     }
 
     /// The host cannot go on, for `reason`.
@@ -72,6 +94,9 @@ impl Health {
         }
         if let Some(error) = self.dead_letters.lock().expect("health lock poisoned").clone() {
             problems.push(format!("dead-letter writes are failing: {error}"));
+        }
+        if let Some(error) = self.emits.lock().expect("health lock poisoned").clone() {
+            problems.push(format!("emitted events are not acknowledged: {error}"));
         }
         for (topic, partition, offset, age) in self.refresh() {
             if age >= self.stall_after {
@@ -133,6 +158,13 @@ mod tests {
         health.dead_letter_failed("Broker: Message size too large".into());
         assert_eq!(health.problems(), ["dead-letter writes are failing: Broker: Message size too large"]);
         health.dead_letter_written();
+        assert!(health.problems().is_empty());
+        health.emits_failed("Broker: Not enough in-sync replicas".into());
+        assert_eq!(
+            health.problems(),
+            ["emitted events are not acknowledged: Broker: Not enough in-sync replicas"]
+        );
+        health.emits_acknowledged();
         assert!(health.problems().is_empty());
         assert_eq!(health.metrics.not_ready.get(), 0);
         assert!(

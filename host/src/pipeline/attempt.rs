@@ -132,8 +132,12 @@ impl Lane {
         let mut outcome = Outcome { still: std::mem::take(&mut job.pending), retry_in };
         for (plugin, attempt, result) in outcomes {
             match result {
-                Ok(emitted) => self.handled(job, &plugin, emitted),
+                Ok(emitted) => {
+                    self.pipeline.health.emits_acknowledged();
+                    self.handled(job, &plugin, emitted);
+                }
                 Err(failure) => {
+                    self.pipeline.health.emits_failed(failure.to_string());
                     self.pipeline
                         .metrics
                         .failed

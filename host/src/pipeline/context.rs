@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::kafka_out::dead_letters::DeadLetters;
+use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::offsets::{OffsetTracker, Ticket};
@@ -23,6 +24,8 @@ pub struct PipelineContext {
     pub dead_letters: DeadLetters,
     /// The plugins in service: a removed plugin handles nothing more.
     pub catalog: Arc<Catalog>,
+    /// Where failing acknowledgements of emitted events are reported, for `/readyz`.
+    pub health: Arc<Health>,
 }
 
 impl PipelineContext {

@@ -136,17 +136,22 @@ pub async fn echo_host(topic: &str, output: &str) -> (weft::Host, String) {
 
 /// GETs `path` from `addr`; returns the status code and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).await.expect("a response from the HTTP listener")
+}
+
+/// [`http_get`], or `None` when nothing answers (the listener is not up yet, or gone).
+pub async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the HTTP listener");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     stream
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: weft\r\nConnection: close\r\n\r\n").as_bytes())
         .await
-        .unwrap();
+        .ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("HTTP status");
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok())?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    Some((status, body))
 }
 
 /// Prometheus text parsed into (metric name, labels) → value.

@@ -43,10 +43,21 @@ impl Status for HostStatus {
         if self.catalog.in_service().topics.is_empty() {
             return Ok("ready: no plugin subscribes to a topic (idle)\n".into());
         }
-        if self.membership.joined.load(Ordering::SeqCst) {
-            return Ok("ready\n".into());
-        }
-        let mut body = String::from("not ready: the consumer has not joined its group yet\n");
+        let group = self.membership.group.lock().expect("membership lock poisoned").clone();
+        let joined = self.membership.joined.load(Ordering::SeqCst);
+        let mut body = match group.filter(|group| !group.is_up()) {
+            // Seen in librdkafka's statistics (every few seconds): no coordinator, no fetching.
+            Some(group) => format!(
+                "not ready: the consumer cannot reach its group coordinator (group state `{}` for {}s)\n",
+                group.state,
+                group.since.elapsed().as_secs()
+            ),
+            None if joined => return Ok("ready\n".into()),
+            None => match self.membership.lost.lock().expect("membership lock poisoned").clone() {
+                Some(lost) => format!("not ready: {lost}\n"),
+                None => "not ready: the consumer has not joined its group yet\n".into(),
+            },
+        };
         for error in self.membership.errors.lock().expect("membership lock poisoned").values() {
             body.push_str(&format!("- the Kafka client reports: {error}\n"));
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::kafka_in::commit::{commit, store_positions};
@@ -32,8 +32,15 @@ pub struct GroupContext {
 /// What the consumer knows of its group membership, for `/readyz`.
 #[derive(Debug, Default)]
 pub struct Membership {
-    /// Set at the first assignment (even an empty one): the consumer has joined its group.
+    /// Set at an assignment (even an empty one): the consumer is a member of its group. Cleared
+    /// when it loses its assignment (its session expired, the coordinator went away) or a
+    /// rebalance fails, until the next assignment.
     pub joined: AtomicBool,
+    /// Why the consumer is no longer a member, once it was one.
+    pub lost: std::sync::Mutex<Option<String>>,
+    /// The group handler's state from the latest librdkafka statistics: whether the consumer can
+    /// reach its group coordinator.
+    pub group: std::sync::Mutex<Option<crate::kafka_in::statistics::GroupState>>,
     /// The latest error the Kafka client reported of each kind (authentication, TLS, unreachable
     /// brokers, …): why the consumer has not joined, when it has not. By kind, so that a generic
     /// "all brokers are down" that follows a failed authentication does not hide it.
@@ -79,7 +86,9 @@ impl ClientContext for GroupContext {
     /// round-trip times. Only the fields Weft exports are read, so a newer librdkafka adding
     /// fields changes nothing.
     fn stats_raw(&self, statistics: &[u8]) {
-        crate::kafka_in::statistics::export(statistics, &self.metrics);
+        if let Some(group) = crate::kafka_in::statistics::export(statistics, &self.metrics) {
+            *self.membership.group.lock().expect("membership lock poisoned") = Some(group);
+        }
     }
 }
 
@@ -88,6 +97,16 @@ impl ConsumerContext for GroupContext {
         let Rebalance::Revoke(partitions) = rebalance else {
             return;
         };
+        if consumer.assignment_lost() {
+            // The group moved on without this member: not ready until it is assigned again.
+            self.membership.joined.store(false, Ordering::SeqCst);
+            *self.membership.lost.lock().expect("membership lock poisoned") = Some(
+                "the consumer lost its partitions (its session expired, or the group coordinator is gone) \
+                 and has not rejoined its group"
+                    .into(),
+            );
+            tracing::warn!(partitions = %describe(partitions), "partitions lost; rejoining the group");
+        }
         for p in partitions.elements() {
             self.tracker.revoke(p.topic(), p.partition());
         }
@@ -115,13 +134,19 @@ impl ConsumerContext for GroupContext {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 self.metrics.partitions_assigned.add(partitions.count() as i64);
                 self.membership.joined.store(true, Ordering::SeqCst);
+                *self.membership.lost.lock().expect("membership lock poisoned") = None;
                 // A series at 0 from the start, so that the first skip is an increase.
                 for p in partitions.elements() {
                     self.metrics.offsets_skipped.with_label_values(&[p.topic()]).inc_by(0);
                 }
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
             }
-            Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+            Rebalance::Error(error) => {
+                tracing::error!(%error, "rebalance failed");
+                self.membership.joined.store(false, Ordering::SeqCst);
+                *self.membership.lost.lock().expect("membership lock poisoned") =
+                    Some(format!("a rebalance failed ({error}) and the consumer has not rejoined its group"));
+            }
             Rebalance::Revoke(_) => {}
         }
     }

@@ -90,3 +90,89 @@ async fn offset_waits_for_an_acknowledged_dead_letter_write() {
     assert_eq!(committed_and_end_at(&bootstrap, "dlq-failure", "orders", 1)[0], (3, 3));
     assert_eq!(metrics.handled.with_label_values(&["orders", "echo"]).get(), 2);
 }
+
+/// One topic's dead-letter topic refusing writes holds back only the record waiting for it: with
+/// a single lane, every event of another topic is still handled meanwhile, and the record is
+/// dead-lettered (and its partition committed) once the topic accepts writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_topic_holds_back_nothing_else() {
+    init_logging();
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    for topic in ["a", "b", "out", "a.dlq", "b.dlq"] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    mock.topic_error("a.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).unwrap();
+
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = weft::Config::with_brokers(&bootstrap);
+    config.kafka.group_id = "dlq-aside".into();
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
+    config.plugins.dir = dir;
+    config.dlq.create_topics = false;
+    config.pipeline.lanes = 1;
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    plugin_config(&mut config, "echo", &[("output-topic", "out")]);
+    config.plugin.get_mut("echo").unwrap().subscriptions = Some(
+        ["a", "b"]
+            .map(|topic| weft::config::SubscriptionSpec {
+                topic: topic.into(),
+                types: vec![],
+                sources: vec![],
+            })
+            .to_vec(),
+    );
+
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    // Not a CloudEvent: bound for a.dlq.
+    producer
+        .send(FutureRecord::to("a").key("k").payload("not a cloudevent"), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    for n in 0..20 {
+        let id = format!("b-{n}");
+        let headers =
+            [("ce_specversion", "1.0"), ("ce_id", id.as_str()), ("ce_source", "/b"), ("ce_type", "t")]
+                .iter()
+                .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) })
+                });
+        producer
+            .send(FutureRecord::to("b").key("k").payload("{}").headers(headers), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let host = Host::start(config).await.unwrap();
+    let metrics = host.metrics().clone();
+    assert!(
+        eventually(Duration::from_secs(30), || metrics.handled.with_label_values(&["b", "echo"]).get() == 20)
+            .await,
+        "b's events wait behind a's unwritable dead letter: {} of 20 handled",
+        metrics.handled.with_label_values(&["b", "echo"]).get()
+    );
+    assert!(metrics.dlq_write_failures.get() >= 1, "the dead-letter write was never refused");
+    let addr = host.http_addr().expect("http listener");
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("a.dlq"), "/readyz names the topic: {body}");
+    // b commits to its end; a commits nothing past its waiting record.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(committed_and_end_at(&bootstrap, "dlq-aside", "b", 1)[0], (20, 20));
+    assert!(committed_and_end_at(&bootstrap, "dlq-aside", "a", 1)[0].0 <= 0);
+
+    mock.topic_error("a.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || metrics
+            .dead_lettered
+            .with_label_values(&["a", "invalid_cloudevent"])
+            .get()
+            == 1)
+        .await,
+        "the dead letter was not written once a.dlq accepted writes"
+    );
+    host.shutdown().await.unwrap();
+    assert_eq!(committed_and_end_at(&bootstrap, "dlq-aside", "a", 1)[0], (1, 1));
+}

@@ -118,13 +118,8 @@ impl Host {
             .set("client.id", "weft-dlq")
             .create()
             .context("creating the dead-letter producer")?;
-        let dead_letters = DeadLetters::new(
-            dlq_producer.clone(),
-            config.dlq.clone(),
-            metrics.clone(),
-            stopping.clone(),
-            health.clone(),
-        );
+        let dead_letters =
+            DeadLetters::new(dlq_producer.clone(), config.dlq.clone(), metrics.clone(), health.clone());
         let in_flight_gauge = metrics.in_flight.clone();
         let pipeline = Arc::new(PipelineContext {
             tracker,
@@ -135,6 +130,7 @@ impl Host {
             health: health.clone(),
         });
         let intake = Arc::new(Intake {
+            config: config.clone(),
             consumer: Arc::new(consumer),
             pipeline: pipeline.clone(),
             in_flight: InFlight::new(

@@ -46,7 +46,9 @@ fn utf8_names<'a>(headers: &[HeaderBytes<'a>]) -> Result<Vec<TextHeader<'a>>, De
         .collect()
 }
 
-/// The resolved series of each topic seen (see [`TopicSeries`]), owned by the fetch loop.
+/// The resolved series of each topic seen (see [`TopicSeries`]), owned by the fetch loop. The
+/// first record of a topic also makes sure its dead-letter topic exists: a topic created after
+/// start-up gets one before its first bad record needs it.
 #[derive(Default)]
 pub struct SeriesByTopic(HashMap<Arc<str>, Arc<TopicSeries>>);
 
@@ -57,6 +59,18 @@ impl SeriesByTopic {
         }
         let series = Arc::new(intake.pipeline.metrics.topic_series(topic));
         self.0.insert(series.topic.clone(), series.clone());
+        if intake.config.dlq.create_topics {
+            let (config, topic) = (intake.config.clone(), topic.to_string());
+            // The admin calls block: off the async workers.
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(crate::kafka_out::dead_letters::ensure_topics(
+                    &config.kafka,
+                    &config.dlq,
+                    &[topic],
+                ))
+            });
+        }
         series
     }
 }
@@ -159,6 +173,8 @@ pub fn accept(
         pending,
         share,
         series,
+        letters: Vec::new(),
+        letter_backoff: crate::pipeline::job::FIRST_LETTER_BACKOFF,
         received,
     })
 }

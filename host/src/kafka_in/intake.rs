@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::TopicConfig;
+use crate::config::{Config, TopicConfig};
 use crate::kafka_in::group::WeftConsumer;
 use crate::pipeline::context::PipelineContext;
 use crate::pipeline::in_flight::InFlight;
@@ -12,6 +12,8 @@ use crate::pipeline::in_flight::InFlight;
 /// What the fetch loop works with: the group member, the pipeline it feeds, and the settings
 /// that decide how a record is taken in.
 pub struct Intake {
+    /// The host's configuration (the dead-letter settings for topics seen for the first time).
+    pub config: Arc<Config>,
     /// The group member.
     pub consumer: Arc<WeftConsumer>,
     /// The lanes' intake state: offsets, dead letters, plugins in service, metrics.

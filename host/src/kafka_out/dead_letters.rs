@@ -1,10 +1,9 @@
 //! Dead-letter topics: an event that cannot be handled is written, byte for byte (key, value,
 //! headers), to its dead-letter topic with headers that say why, from where, by which plugin and
 //! after how many attempts. The original offset is finished only after the broker acknowledged the
-//! dead-letter write; a failed write is retried, never skipped.
+//! dead-letter write; a failed write is tried again later, never skipped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -109,30 +108,35 @@ impl RawRecord {
     }
 }
 
-/// Why and by whom a record is dead-lettered.
-#[derive(Debug, Clone)]
-pub struct Letter<'a> {
+/// Why a record goes to the dead-letter topic, and who gave up on it. Kept with the event until the
+/// write is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
     /// The bounded reason.
     pub reason: DlqReason,
     /// The error message.
-    pub error: &'a str,
+    pub error: String,
     /// The failing plugin's id and digest, when a plugin failed.
-    pub plugin: Option<(&'a str, &'a str)>,
+    pub plugin: Option<(String, String)>,
     /// Attempts made.
     pub attempts: u32,
 }
 
-/// The dead-letter writer was stopped (shutdown) before the write was acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("shutting down before the dead-letter write was acknowledged")]
-pub struct Stopped;
+/// A dead-letter write the broker did not acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("dead-letter write to {topic} failed: {error}")]
+pub struct WriteFailed {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// The broker's (or the client's) error.
+    pub error: String,
+}
 
 /// Writes dead letters through the host's idempotent producer.
 pub struct DeadLetters {
     producer: FutureProducer,
     config: DlqConfig,
     metrics: Metrics,
-    stopping: Arc<AtomicBool>,
     health: Arc<Health>,
 }
 
@@ -140,69 +144,52 @@ impl DeadLetters {
     /// A writer using `producer`, which must be idempotent with `acks=all` and should be its own:
     /// sharing one with plugin emits would let a plugin that emits a lot fill its queue and hold
     /// dead letters back. Failures are reported to `health`.
-    pub fn new(
-        producer: FutureProducer,
-        config: DlqConfig,
-        metrics: Metrics,
-        stopping: Arc<AtomicBool>,
-        health: Arc<Health>,
-    ) -> Self {
-        Self { producer, config, metrics, stopping, health }
+    pub fn new(producer: FutureProducer, config: DlqConfig, metrics: Metrics, health: Arc<Health>) -> Self {
+        Self { producer, config, metrics, health }
     }
 
-    /// Writes `record` to its dead-letter topic and waits for the acknowledgement, retrying failed
-    /// writes with backoff (100 ms doubling to 10 s) until one succeeds or shutdown begins. The
-    /// record's offset cannot be committed before, so while writes fail the host says so: every
-    /// failure is logged, counted (`weft_dlq_write_failures_total`) and makes `/readyz` answer 503
-    /// until a write succeeds. Errors that no retry fixes (record too large for the dead-letter
-    /// topic, no authorization, missing topic) are retried too — the event is never dropped — and
-    /// logged as needing the operator.
-    pub async fn write(&self, record: &RawRecord, letter: &Letter<'_>) -> Result<(), Stopped> {
+    /// Writes `record` to its dead-letter topic and waits for the acknowledgement. The record's
+    /// offset cannot be committed before, so a failure is logged, counted
+    /// (`weft_dlq_write_failures_total`) and makes `/readyz` name the topic until a write to it
+    /// succeeds; the caller keeps the letter and tries again later (see `pipeline/attempt.rs`),
+    /// never dropping the event. Errors that no retry fixes (record too large for the dead-letter
+    /// topic, no authorization, missing topic) are logged as needing the operator.
+    pub async fn write(&self, record: &RawRecord, letter: &Letter) -> Result<(), WriteFailed> {
         let topic = self.config.topic_for(&record.topic);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(dead_letter_headers(record, letter));
-            if let Some(key) = record.key.as_deref() {
-                out = out.key(key);
+        let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(dead_letter_headers(record, letter));
+        if let Some(key) = record.key.as_deref() {
+            out = out.key(key);
+        }
+        if let Some(value) = record.value.as_deref() {
+            out = out.payload(value);
+        }
+        match self.producer.send(out, Duration::from_secs(30)).await {
+            Ok(_) => {
+                self.health.dead_letter_written(&topic);
+                self.metrics.dead_lettered.with_label_values(&[&record.topic, letter.reason.as_str()]).inc();
+                tracing::warn!(
+                    topic = %record.topic, partition = record.partition, offset = record.offset,
+                    dlq = %topic, reason = letter.reason.as_str(), error = %letter.error,
+                    "event dead-lettered"
+                );
+                Ok(())
             }
-            if let Some(value) = record.value.as_deref() {
-                out = out.payload(value);
-            }
-            match self.producer.send(out, Duration::from_secs(30)).await {
-                Ok(_) => {
-                    self.health.dead_letter_written();
-                    self.metrics
-                        .dead_lettered
-                        .with_label_values(&[&record.topic, letter.reason.as_str()])
-                        .inc();
-                    tracing::warn!(
-                        topic = %record.topic, partition = record.partition, offset = record.offset,
-                        dlq = %topic, reason = letter.reason.as_str(), error = letter.error,
-                        "event dead-lettered"
+            Err((error, _)) => {
+                self.metrics.dlq_write_failures.inc();
+                self.health.dead_letter_failed(&topic, error.to_string());
+                if crate::kafka::client::refused_for_good(&error)
+                    || error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                {
+                    tracing::error!(
+                        %error, dlq = %topic,
+                        source = %record.topic, partition = record.partition, offset = record.offset,
+                        "dead-letter write refused; it will keep failing until the topic or the \
+                         permissions are fixed (the partition does not commit past this record meanwhile)"
                     );
-                    return Ok(());
+                } else {
+                    tracing::error!(%error, dlq = %topic, "dead-letter write failed; it will be tried again");
                 }
-                Err((error, _)) => {
-                    self.metrics.dlq_write_failures.inc();
-                    self.health.dead_letter_failed(format!("{topic}: {error}"));
-                    if crate::kafka::client::refused_for_good(&error)
-                        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
-                    {
-                        tracing::error!(
-                            %error, dlq = %topic, retry_in = ?backoff,
-                            source = %record.topic, partition = record.partition, offset = record.offset,
-                            "dead-letter write refused; it will keep failing until the topic or the \
-                             permissions are fixed (the partition does not commit past this record meanwhile)"
-                        );
-                    } else {
-                        tracing::error!(%error, dlq = %topic, retry_in = ?backoff, "dead-letter write failed; retrying");
-                    }
-                    if self.stopping.load(Ordering::SeqCst) {
-                        return Err(Stopped);
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(WriteFailed { topic, error: error.to_string() })
             }
         }
     }
@@ -270,14 +257,14 @@ pub async fn ensure_topics(kafka: &crate::config::KafkaConfig, config: &DlqConfi
 }
 
 /// The original headers followed by the dead-letter headers.
-pub fn dead_letter_headers(record: &RawRecord, letter: &Letter<'_>) -> OwnedHeaders {
+pub fn dead_letter_headers(record: &RawRecord, letter: &Letter) -> OwnedHeaders {
     let mut headers = crate::kafka::headers::build(
         record.headers.iter().map(|(key, value)| (key.as_slice(), value.as_deref())),
     );
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     let mut added = vec![
         (REASON, letter.reason.as_str().to_string()),
-        (ERROR, truncate(letter.error, MAX_ERROR_BYTES).to_string()),
+        (ERROR, truncate(&letter.error, MAX_ERROR_BYTES).to_string()),
         (ATTEMPTS, letter.attempts.to_string()),
         (TIME, now.to_string()),
         (ORIGINAL_TOPIC, record.topic.to_string()),
@@ -287,9 +274,9 @@ pub fn dead_letter_headers(record: &RawRecord, letter: &Letter<'_>) -> OwnedHead
     if let Some(ts) = record.timestamp_ms {
         added.push((ORIGINAL_TIMESTAMP, ts.to_string()));
     }
-    if let Some((id, digest)) = letter.plugin {
-        added.push((PLUGIN, id.to_string()));
-        added.push((PLUGIN_DIGEST, digest.to_string()));
+    if let Some((id, digest)) = &letter.plugin {
+        added.push((PLUGIN, id.clone()));
+        added.push((PLUGIN_DIGEST, digest.clone()));
     }
     for (key, value) in &added {
         headers = headers.insert(Header { key, value: Some(value.as_str()) });
@@ -330,8 +317,8 @@ mod tests {
         };
         let letter = Letter {
             reason: DlqReason::PermanentError,
-            error: "bad order",
-            plugin: Some(("saga", "abc123")),
+            error: "bad order".into(),
+            plugin: Some(("saga".into(), "abc123".into())),
             attempts: 1,
         };
         let headers = dead_letter_headers(&record, &letter);

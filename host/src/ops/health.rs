@@ -8,6 +8,7 @@
 //! The same facts are metrics: `weft_partition_oldest_unfinished_seconds` per partition and
 //! `weft_not_ready`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +28,9 @@ pub struct Health {
     progress: Arc<dyn Progress>,
     metrics: Metrics,
     stall_after: Duration,
-    /// The latest dead-letter write failure, cleared by the next successful write.
-    dead_letters: Mutex<Option<String>>,
+    /// The latest dead-letter write failure of each dead-letter topic, cleared by the next
+    /// successful write to that topic.
+    dead_letters: Mutex<BTreeMap<String, String>>,
     /// The latest failure to get emitted events acknowledged, cleared by the next acknowledgement.
     emits: Mutex<Option<String>>,
     /// Whether `emits` holds a failure: an acknowledgement clears it without a lock otherwise.
@@ -47,7 +49,7 @@ impl Health {
             progress,
             metrics,
             stall_after,
-            dead_letters: Mutex::new(None),
+            dead_letters: Mutex::new(BTreeMap::new()),
             emits: Mutex::new(None),
             emits_failing: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -55,14 +57,17 @@ impl Health {
         }
     }
 
-    /// A dead-letter write failed with `error`.
-    pub fn dead_letter_failed(&self, error: String) {
-        *self.dead_letters.lock().expect("health lock poisoned") = Some(error);
+    /// A dead-letter write to `topic` failed with `error`.
+    pub fn dead_letter_failed(&self, topic: &str, error: String) {
+        self.dead_letters.lock().expect("health lock poisoned").insert(topic.to_string(), error);
     }
 
-    /// A dead-letter write succeeded.
-    pub fn dead_letter_written(&self) {
-        *self.dead_letters.lock().expect("health lock poisoned") = None;
+    /// A dead-letter write to `topic` succeeded (other topics' failures stand).
+    pub fn dead_letter_written(&self, topic: &str) {
+        let mut failing = self.dead_letters.lock().expect("health lock poisoned");
+        if !failing.is_empty() {
+            failing.remove(topic);
+        }
     }
 
     /// Events a plugin emitted were not acknowledged: `error` (the cluster unavailable, or a
@@ -92,8 +97,8 @@ impl Health {
         if let Some(fatal) = self.fatal.lock().expect("health lock poisoned").clone() {
             problems.push(fatal);
         }
-        if let Some(error) = self.dead_letters.lock().expect("health lock poisoned").clone() {
-            problems.push(format!("dead-letter writes are failing: {error}"));
+        for (topic, error) in self.dead_letters.lock().expect("health lock poisoned").iter() {
+            problems.push(format!("dead-letter writes are failing: {topic}: {error}"));
         }
         if let Some(error) = self.emits.lock().expect("health lock poisoned").clone() {
             problems.push(format!("emitted events are not acknowledged: {error}"));
@@ -155,9 +160,15 @@ mod tests {
         assert!(problems[0].contains("orders/2") && problems[0].contains("41"), "{problems:?}");
         assert_eq!(health.metrics.not_ready.get(), 1);
         heads.0.lock().unwrap().clear();
-        health.dead_letter_failed("Broker: Message size too large".into());
-        assert_eq!(health.problems(), ["dead-letter writes are failing: Broker: Message size too large"]);
-        health.dead_letter_written();
+        health.dead_letter_failed("a.dlq", "Broker: Message size too large".into());
+        health.dead_letter_failed("b.dlq", "Broker: Topic authorization failed".into());
+        health.dead_letter_written("a.dlq");
+        assert_eq!(
+            health.problems(),
+            ["dead-letter writes are failing: b.dlq: Broker: Topic authorization failed"],
+            "a write to a.dlq says nothing of b.dlq"
+        );
+        health.dead_letter_written("b.dlq");
         assert!(health.problems().is_empty());
         health.emits_failed("Broker: Not enough in-sync replicas".into());
         assert_eq!(

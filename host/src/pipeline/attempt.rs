@@ -61,15 +61,13 @@ impl Lane {
     }
 
     async fn attempt_claimed(&self, job: &mut Job) -> Progress {
+        // Dead letters an earlier attempt could not write go first (a refused record has only that).
+        if let Some(waiting) = self.write_letters(job).await {
+            return waiting;
+        }
         let event = match &job.event {
             Ok(event) => event,
-            Err((reason, error)) => {
-                let letter = Letter { reason: *reason, error, plugin: None, attempts: 0 };
-                return match self.pipeline.dead_letters.write(&job.raw, &letter).await {
-                    Ok(()) => Progress::Done,
-                    Err(_) => Progress::Abandoned,
-                };
-            }
+            Err(_) => return Progress::Done,
         };
         let mut outcome = Outcome::default();
         let mut acks = Vec::new();
@@ -103,17 +101,22 @@ impl Lane {
                 Ok(emits) => acks.push(Ack { plugin, attempt, emits }),
                 Err(failure) => {
                     let _entered = span.enter();
-                    if !self.failed(job, plugin, attempt, failure, &mut outcome).await {
-                        return Progress::Abandoned;
+                    if let Some(letter) = self.failed(job, plugin, attempt, failure, &mut outcome) {
+                        job.letters.push(letter);
                     }
                 }
             }
         }
         job.pending = outcome.still;
+        let retry_in = match self.write_letters(job).await {
+            Some(Progress::Retry(wait)) => Some(outcome.retry_in.map_or(wait, |delay| delay.max(wait))),
+            Some(other) => return other,
+            None => outcome.retry_in,
+        };
         if !acks.is_empty() {
-            return Progress::Acking { acks, retry_in: outcome.retry_in };
+            return Progress::Acking { acks, retry_in };
         }
-        match outcome.retry_in {
+        match retry_in {
             Some(delay) => Progress::Retry(delay),
             // Its topic is no longer consumed: left uncommitted, for the plugin's return.
             None if removed && !live.subscribes(&job.record.topic) => Progress::Abandoned,
@@ -143,30 +146,34 @@ impl Lane {
                         .failed
                         .with_label_values(&[&job.record.topic, &plugin.id, failure.reason()])
                         .inc();
-                    if !self.failed(job, plugin, attempt, failure, &mut outcome).await {
-                        return Progress::Abandoned;
+                    if let Some(letter) = self.failed(job, plugin, attempt, failure, &mut outcome) {
+                        job.letters.push(letter);
                     }
                 }
             }
         }
         job.pending = outcome.still;
-        match outcome.retry_in {
+        let retry_in = match self.write_letters(job).await {
+            Some(Progress::Retry(wait)) => Some(outcome.retry_in.map_or(wait, |delay| delay.max(wait))),
+            Some(other) => return other,
+            None => outcome.retry_in,
+        };
+        match retry_in {
             Some(delay) => Progress::Retry(delay),
             None => Progress::Done,
         }
     }
 
     /// Applies the retry policy to a failed attempt of `plugin`: again later (added to
-    /// `outcome`), or to the dead-letter topic. `false`: the dead-letter write was abandoned
-    /// (shutdown).
-    async fn failed(
+    /// `outcome`), or the dead letter to write for it.
+    fn failed(
         &self,
         job: &Job,
         plugin: Arc<Plugin>,
         attempt: u32,
         failure: Failure,
         outcome: &mut Outcome,
-    ) -> bool {
+    ) -> Option<Letter> {
         let metrics = &self.pipeline.metrics;
         let record = &job.record;
         let ce_id = job.event.as_ref().map_or("", |event| event.id.as_str());
@@ -182,19 +189,32 @@ impl Lane {
                 outcome.again(plugin, attempt + 1, delay);
             }
             Decision::DeadLetter(reason) => {
-                let error = failure.to_string();
-                let letter = Letter {
+                return Some(Letter {
                     reason,
-                    error: &error,
-                    plugin: Some((&plugin.id, &plugin.digest)),
+                    error: failure.to_string(),
+                    plugin: Some((plugin.id.clone(), plugin.digest.clone())),
                     attempts: attempt,
-                };
-                if self.pipeline.dead_letters.write(&job.raw, &letter).await.is_err() {
-                    return false;
-                }
+                });
             }
         }
-        true
+        None
+    }
+
+    /// Writes the dead letters `job` waits for, in order. `None` once all are written; else what
+    /// becomes of the event: it waits aside for the next try, like a parked retry (its partition
+    /// commits nothing past it, other keys and lanes go on), or, at shutdown, it is left
+    /// uncommitted for the next owner of its partition.
+    async fn write_letters(&self, job: &mut Job) -> Option<Progress> {
+        while let Some(letter) = job.letters.first() {
+            if self.pipeline.dead_letters.write(&job.raw, letter).await.is_err() {
+                if self.pipeline.stopping() {
+                    return Some(Progress::Abandoned);
+                }
+                return Some(Progress::Retry(job.next_letter_backoff()));
+            }
+            job.letters.remove(0);
+        }
+        None
     }
 
     pub(super) fn handled(&self, job: &Job, plugin: &Plugin, emitted: usize) {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::kafka_out::dead_letters::{DlqReason, RawRecord};
+use crate::kafka_out::dead_letters::{DlqReason, Letter, RawRecord};
 use crate::ops::metrics::TopicSeries;
 use crate::pipeline::in_flight::Share;
 use crate::pipeline::offsets::Ticket;
@@ -30,6 +30,12 @@ pub struct Job {
     pub share: Share,
     /// The metric series of its topic.
     pub series: Arc<TopicSeries>,
+    /// Dead letters decided for the event whose write the broker has not acknowledged yet (the
+    /// dead-letter topic refused it): the event waits aside, like a parked retry, and is finished
+    /// only once they are written.
+    pub letters: Vec<Letter>,
+    /// The wait before the next try of `letters`: 100 ms, doubling to 10 s.
+    pub letter_backoff: std::time::Duration,
     /// When the consumer handed the record to Weft: the start of Weft's own part of its delay.
     pub received: std::time::Instant,
 }
@@ -46,6 +52,29 @@ impl Job {
         received: std::time::Instant,
     ) -> Self {
         let raw = Arc::new(raw);
-        Self { ticket, event: Err(reason), record, raw, pending: Vec::new(), share, series, received }
+        let letter = Letter { reason: reason.0, error: reason.1.clone(), plugin: None, attempts: 0 };
+        Self {
+            ticket,
+            event: Err(reason),
+            record,
+            raw,
+            pending: Vec::new(),
+            share,
+            series,
+            letters: vec![letter],
+            letter_backoff: FIRST_LETTER_BACKOFF,
+            received,
+        }
+    }
+
+    /// After a dead-letter write failed: how long to wait before the next one (growing).
+    pub fn next_letter_backoff(&mut self) -> std::time::Duration {
+        let wait = self.letter_backoff;
+        self.letter_backoff = (wait * 2).min(LAST_LETTER_BACKOFF);
+        wait
     }
 }
+
+/// The first wait before a refused dead-letter write is tried again, and the longest.
+pub const FIRST_LETTER_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+const LAST_LETTER_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);

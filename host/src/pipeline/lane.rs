@@ -249,7 +249,11 @@ impl Lane {
                     self.handled(&job, plugin, *emitted);
                 }
             }
-            if retry_in.is_none() && job.pending.is_empty() && outcomes.iter().all(|(_, _, o)| o.is_ok()) {
+            if retry_in.is_none()
+                && job.pending.is_empty()
+                && job.letters.is_empty()
+                && outcomes.iter().all(|(_, _, o)| o.is_ok())
+            {
                 self.done(&job);
             }
         }

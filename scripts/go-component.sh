@@ -29,7 +29,7 @@
 # string or a list (config-get, emit) runs inside `gcguard.Call(func() T { ... })`.
 #
 # Needs Go 1.24 or newer (GO=..., else `go` on PATH, else /usr/local/go/bin/go) and cargo.
-# CARGO_JOBS (default 1) bounds the one-time tool builds.
+# CARGO_JOBS, if set, bounds the one-time tool builds (cargo install -j).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -83,11 +83,11 @@ export PATH="$bin:$(dirname "$GO"):$PATH"   # gofmt beside go formats the genera
 if [ "$(wit-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WIT_BINDGEN" ]; then
     echo "installing wit-bindgen-cli $WIT_BINDGEN into $bin (once)" >&2
     # Default features: the same build serves wit-bindgen's C generator.
-    cargo install --locked --quiet -j "${CARGO_JOBS:-1}" wit-bindgen-cli --version "$WIT_BINDGEN" >&2
+    cargo install --locked --quiet ${CARGO_JOBS:+-j "$CARGO_JOBS"} wit-bindgen-cli --version "$WIT_BINDGEN" >&2
 fi
 if [ "$(wasm-tools --version 2>/dev/null | awk '{print $2}')" != "$WASM_TOOLS" ]; then
     echo "installing wasm-tools $WASM_TOOLS into $bin (once)" >&2
-    cargo install --locked --quiet -j "${CARGO_JOBS:-1}" wasm-tools --version "$WASM_TOOLS" \
+    cargo install --locked --quiet ${CARGO_JOBS:+-j "$CARGO_JOBS"} wasm-tools --version "$WASM_TOOLS" \
         --no-default-features --features component,validate >&2
 fi
 

@@ -4,8 +4,8 @@
 # component with wasm-tools and the WASI preview1 reactor adapter.
 #
 # Needs Go 1.24 or newer (GO=/path/to/go, else go on PATH, else /usr/local/go/bin/go) and cargo:
-# the first build installs the pinned wit-bindgen-cli and wasm-tools into ~/.cargo/bin (a few
-# minutes, once) and fetches two crates from crates.io (go-component/Cargo.lock).
+# the first build installs the pinned wit-bindgen-cli and wasm-tools into ~/.cargo/bin (once: some
+# minutes, ~12 with one core) and fetches two crates from crates.io (go-component/Cargo.lock).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./go-component.sh . {{name}}.wasm wit

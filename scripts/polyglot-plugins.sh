@@ -4,11 +4,14 @@
 #   plugins/*-js   JavaScript, componentize-js from npm (package-lock.json)
 #   plugins/*-py   Python, componentize-py from PyPI (requirements.txt), in a virtualenv under
 #                  $XDG_CACHE_HOME/weft-build (default ~/.cache/weft-build)
-#   plugins/conformance/{js,python,c}   the conformance handler, as conformance-js.wasm,
-#                  conformance-python.wasm and conformance-c.wasm. C is built with wit-bindgen's C
-#                  generator (crates.io, installed into ~/.cargo/bin), Debian's clang 19, lld and
-#                  wasi-libc (installed with apt-get when missing) and rustup's wasm-component-ld,
-#                  which links the component with the WASI preview1 reactor adapter.
+#   plugins/conformance/{js,python,c,go}   the conformance handler, as conformance-js.wasm,
+#                  conformance-python.wasm, conformance-c.wasm and conformance-go.wasm. C is built
+#                  with wit-bindgen's C generator (crates.io, installed into ~/.cargo/bin), Debian's
+#                  clang 19, lld and wasi-libc (installed with apt-get when missing) and rustup's
+#                  wasm-component-ld, which links the component with the WASI preview1 reactor
+#                  adapter. Go is built by scripts/go-component.sh (the same wit-bindgen, wasm-tools
+#                  and crates.io artefacts, pinned there) with the Go found on the machine, or
+#                  Debian's when that is new enough.
 #
 #   scripts/polyglot-plugins.sh [OUT_DIR [NAME...]]   OUT_DIR default: $CARGO_TARGET_DIR/polyglot-plugins
 #                                                     or target/polyglot-plugins; NAMEs: only these
@@ -26,8 +29,11 @@ wanted() { [ "$only" = "  " ] || [[ $only == *" $1 "* ]]; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-fresh() { # fresh WASM DIR: WASM exists and nothing in DIR or wit/ is newer
-    [ -f "$1" ] && [ -z "$(find "$2" wit -newer "$1" -type f -not -path '*/node_modules/*' -not -path '*/__pycache__/*' | head -1)" ]
+fresh() { # fresh WASM DIR...: WASM exists and nothing in the DIRs or wit/ is newer
+    local wasm=$1
+    shift
+    [ -f "$wasm" ] && [ -z "$(find "$@" wit -newer "$wasm" -not -path '*/node_modules/*' -not -path '*/__pycache__/*' \
+        -not -path '*/bindings/*' -type f | head -1)" ]
 }
 
 js_wasm() { case "$1" in plugins/conformance/js) echo conformance-js ;; *) basename "$1" -js ;; esac; }
@@ -78,5 +84,33 @@ if wanted conformance-c && ! fresh "$wasm" "$dir"; then
         "$dir/conformance.c" "$generated/handler.c" "$generated/handler_component_type.o" >&2
     rm -rf "$generated"
     echo "wrote $wasm" >&2
+fi
+
+# Go: a Go new enough for //go:wasmexport (scripts/go-component.sh --find-go says which), else
+# Debian's golang when the archive has one that is (bookworm's golang-go is 1.19: too old).
+go_toolchain() {
+    scripts/go-component.sh --find-go >/dev/null 2>&1 && return
+    apt-get update -qq >&2 || true
+    local package candidate
+    for package in golang-go golang-1.26 golang-1.25 golang-1.24; do
+        # 2:1.19~1, 1.24.4-1~bpo12+1: the Go version, without the epoch.
+        candidate=$(apt-cache policy "$package" 2>/dev/null | sed -n 's/^ *Candidate: \([0-9]*:\)\{0,1\}//p')
+        if [[ $candidate =~ ^1\.([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 24 ]; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >&2
+            break
+        fi
+    done
+    scripts/go-component.sh --find-go >/dev/null || {
+        echo "cannot build plugins/conformance/go: Debian's archive has no Go 1.24 or newer either" \
+            "(golang-go: $(apt-cache policy golang-go 2>/dev/null | sed -n 's/^ *Candidate: //p'))" >&2
+        exit 1
+    }
+}
+
+dir=plugins/conformance/go
+wasm="$out/conformance-go.wasm"
+if wanted conformance-go && ! fresh "$wasm" "$dir" scripts/go-component.sh scripts/go-component; then
+    go_toolchain
+    scripts/go-component.sh "$dir" "$wasm"
 fi
 echo "$out"

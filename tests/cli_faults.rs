@@ -170,12 +170,12 @@ fn invoke_says_when_the_plugin_would_not_receive_the_event() {
 }
 
 /// The conformance handler of every language logs `handled <id>` through the host: the line
-/// reaches `weft invoke`'s log with the plugin and the event named. JavaScript, Python and C come
-/// from scripts/polyglot-plugins.sh (WEFT_TEST_POLYGLOT_PLUGINS).
+/// reaches `weft invoke`'s log with the plugin and the event named. JavaScript, Python, C and Go
+/// come from scripts/polyglot-plugins.sh (WEFT_TEST_POLYGLOT_PLUGINS).
 #[test]
 fn conformance_handlers_log_through_the_host_in_every_language() {
     let event = event_file(&[]);
-    for lang in ["rust", "js", "python", "c"] {
+    for lang in ["rust", "js", "python", "c", "go"] {
         let component = match lang {
             "rust" => std::path::PathBuf::from(weft_tests::CONFORMANCE_RUST_WASM),
             _ => weft_tests::polyglot_plugin(&format!("conformance-{lang}.wasm")),

@@ -1,8 +1,9 @@
 //! `weft plugin new` from a clean directory, for every language: the project it writes builds
 //! with its own printed command (through the project's `test.sh`), passes `weft check`, and handles
 //! its sample event under `weft invoke`. Needs cargo with the wasm32-wasip2 target, Node.js with npm,
-//! Python 3, and for C clang 19 with wasi-libc and wit-bindgen (scripts/test.sh has them all: its
-//! scripts/polyglot-plugins.sh installs the C toolchain).
+//! Python 3, for C clang 19 with wasi-libc and wit-bindgen, and for Go Go 1.24 or newer (the project
+//! installs wit-bindgen and wasm-tools itself when missing). scripts/test.sh has them all: its
+//! scripts/polyglot-plugins.sh installs the C toolchain and the Go tools.
 
 use std::process::Command;
 
@@ -67,4 +68,9 @@ fn a_python_project_builds_and_handles_its_sample() {
 #[test]
 fn a_c_project_builds_and_handles_its_sample() {
     scaffold_builds_and_handles_its_sample("c");
+}
+
+#[test]
+fn a_go_project_builds_and_handles_its_sample() {
+    scaffold_builds_and_handles_its_sample("go");
 }

@@ -1,9 +1,9 @@
-//! The conformance handler (plugins/conformance) in Rust, JavaScript, Python and C, all loaded by
-//! one host against the broker, each on its own topic, each given the same events: a handled event
-//! and its emitted event's shape (id, source, type, subject, content type, data, key, extensions),
-//! a retryable error with a delay hint, a permanent error and a trap, each dead-lettered with its
-//! reason; `describe()` and config keys. The JavaScript, Python and C builds come from
-//! scripts/polyglot-plugins.sh (scripts/test.sh runs it).
+//! The conformance handler (plugins/conformance) in Rust, JavaScript, Python, C and Go, all loaded
+//! by one host against the broker, each on its own topic, each given the same events: a handled
+//! event and its emitted event's shape (id, source, type, subject, content type, data, key,
+//! extensions), a retryable error with a delay hint, a permanent error and a trap, each
+//! dead-lettered with its reason; `describe()` and config keys. The JavaScript, Python, C and Go
+//! builds come from scripts/polyglot-plugins.sh (scripts/test.sh runs it).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use weft::Host;
 use weft_tests::*;
 
-const LANGS: [&str; 4] = ["rust", "js", "python", "c"];
+const LANGS: [&str; 5] = ["rust", "js", "python", "c", "go"];
 
 fn component(lang: &str) -> PathBuf {
     match lang {

@@ -1,4 +1,4 @@
-//! `weft plugin new`: a handler project in Rust, JavaScript or Python, ready to build, with the
+//! `weft plugin new`: a handler project in Rust, JavaScript, Python, C or Go, ready to build, with the
 //! WIT, a sample event and a test that runs it through `weft invoke`. Everything it writes is in
 //! this binary, so it works offline and outside this repository.
 
@@ -17,6 +17,8 @@ pub enum Lang {
     Python,
     /// C, with wit-bindgen's C generator, clang and wasi-libc, linked by wasm-component-ld.
     C,
+    /// Go (mainline, 1.24 or newer), with wit-bindgen's Go generator and wasm-tools.
+    Go,
 }
 
 const WIT: [(&str, &str); 3] = [
@@ -33,8 +35,18 @@ pub const PREVIEW2_SHIM: &str = "0.25.0";
 pub const COMPONENTIZE_PY: &str = "0.25.1";
 /// See [`COMPONENTIZE_JS`].
 pub const WIT_BINDGEN: &str = "0.61";
-/// The `wit-bindgen` command line tool C projects generate their bindings with.
+/// The `wit-bindgen` command line tool C and Go projects generate their bindings with.
 pub const WIT_BINDGEN_CLI: &str = "0.61.1";
+
+/// A Go project's build: the repository's own recipe for Go components, its pinned crates.io
+/// artefacts, and the GC guard every Go handler calls.
+const GO_COMPONENT: [(&str, &str); 5] = [
+    ("go-component.sh", include_str!("../../../scripts/go-component.sh")),
+    ("go-component/Cargo.toml", include_str!("../../../scripts/go-component/Cargo.toml")),
+    ("go-component/Cargo.lock", include_str!("../../../scripts/go-component/Cargo.lock")),
+    ("go-component/lib.rs", include_str!("../../../scripts/go-component/lib.rs")),
+    ("gcguard/gcguard.go", include_str!("../../../plugins/conformance/go/gcguard/gcguard.go")),
+];
 
 /// What was written, and how to build it.
 #[derive(Debug)]
@@ -78,12 +90,18 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
             "clang 16 or newer with wasi-libc, wit-bindgen and Rust's wasm-component-ld: see build.sh",
             "handler.c",
         ),
+        Lang::Go => (
+            "./build.sh".to_string(),
+            "Go 1.24 or newer, and cargo, which installs the pinned wit-bindgen and wasm-tools once: see build.sh",
+            "export_wit_world/handler.go",
+        ),
     };
     let lang_name = match lang {
         Lang::Rust => "Rust",
         Lang::Js => "JavaScript",
         Lang::Python => "Python",
         Lang::C => "C",
+        Lang::Go => "Go",
     };
     let fill = |template: &str| {
         template
@@ -108,7 +126,7 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
     ];
     let wit_dir = match lang {
         Lang::Rust => "weft-plugin/wit",
-        Lang::Js | Lang::Python | Lang::C => "wit",
+        Lang::Js | Lang::Python | Lang::C | Lang::Go => "wit",
     };
     files.extend(WIT.iter().map(|(file, text)| (Path::new(wit_dir).join(file), text.to_string())));
     match lang {
@@ -134,6 +152,15 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
             ("handler.c".into(), fill(include_str!("../../templates/c/handler.c"))),
             ("build.sh".into(), fill(include_str!("../../templates/c/build.sh"))),
         ]),
+        Lang::Go => {
+            files.extend([
+                ("go.mod".into(), fill(include_str!("../../templates/go/go.mod"))),
+                ("main.go".into(), fill(include_str!("../../templates/go/main.go"))),
+                ("export_wit_world/handler.go".into(), fill(include_str!("../../templates/go/handler.go"))),
+                ("build.sh".into(), fill(include_str!("../../templates/go/build.sh"))),
+            ]);
+            files.extend(GO_COMPONENT.iter().map(|(file, text)| (PathBuf::from(file), text.to_string())));
+        }
     }
     for (path, text) in files {
         let path = dir.join(path);
@@ -143,8 +170,11 @@ pub fn create(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Project> 
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     make_executable(&dir.join("test.sh"))?;
-    if lang == Lang::C {
+    if matches!(lang, Lang::C | Lang::Go) {
         make_executable(&dir.join("build.sh"))?;
+    }
+    if lang == Lang::Go {
+        make_executable(&dir.join("go-component.sh"))?;
     }
     Ok(Project { dir, build })
 }
@@ -195,6 +225,13 @@ mod tests {
         assert!(rust.contains(&format!("wit-bindgen = \"{WIT_BINDGEN}\"")), "{rust}");
         let c = read("scripts/polyglot-plugins.sh");
         assert!(c.contains(&format!("wit_bindgen_version={WIT_BINDGEN_CLI}")), "{c}");
+        let go = read("scripts/go-component.sh");
+        assert!(go.contains(&format!("WIT_BINDGEN={WIT_BINDGEN_CLI}")), "one wit-bindgen for C and Go");
+        let assets = read("scripts/go-component/Cargo.toml");
+        assert!(
+            assets.contains(&format!("wit-bindgen-go = {{ version = \"={WIT_BINDGEN_CLI}\"")),
+            "{assets}"
+        );
     }
 
     #[test]
@@ -211,7 +248,7 @@ mod tests {
     fn a_project_has_its_files_and_no_placeholders_left() {
         let parent = std::env::temp_dir().join(format!("weft-scaffold-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&parent);
-        for lang in [Lang::Rust, Lang::Js, Lang::Python, Lang::C] {
+        for lang in [Lang::Rust, Lang::Js, Lang::Python, Lang::C, Lang::Go] {
             let name = format!("order-saga-{lang:?}").to_lowercase();
             let project = create(&name, lang, &parent).unwrap();
             let mut stack = vec![project.dir.clone()];

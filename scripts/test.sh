@@ -2,7 +2,8 @@
 # Runs Weft's whole test suite from a clean checkout: installs what it needs (the wasm32-wasip2
 # target; Apache Kafka's broker jars through Maven, with a JDK and Maven from Debian if missing;
 # componentize-js from npm and componentize-py from PyPI for the JavaScript and Python plugins;
-# Debian's clang for the C one), starts Apache Kafka on
+# Debian's clang for the C one; wit-bindgen and wasm-tools from crates.io for the C and Go ones,
+# which also need Go 1.24+), starts Apache Kafka on
 # free loopback ports (one plain broker, and one that takes only SASL_SSL with SCRAM-SHA-256),
 # runs every test, and stops the brokers. Extra arguments go to `cargo test`.
 set -euo pipefail

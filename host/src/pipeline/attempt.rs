@@ -107,11 +107,9 @@ impl Lane {
                 }
             }
         }
-        job.pending = outcome.still;
-        let retry_in = match self.write_letters(job).await {
-            Some(Progress::Retry(wait)) => Some(outcome.retry_in.map_or(wait, |delay| delay.max(wait))),
-            Some(other) => return other,
-            None => outcome.retry_in,
+        let retry_in = match self.conclude(job, outcome).await {
+            Ok(retry_in) => retry_in,
+            Err(left) => return left,
         };
         if !acks.is_empty() {
             return Progress::Acking { acks, retry_in };
@@ -152,15 +150,10 @@ impl Lane {
                 }
             }
         }
-        job.pending = outcome.still;
-        let retry_in = match self.write_letters(job).await {
-            Some(Progress::Retry(wait)) => Some(outcome.retry_in.map_or(wait, |delay| delay.max(wait))),
-            Some(other) => return other,
-            None => outcome.retry_in,
-        };
-        match retry_in {
-            Some(delay) => Progress::Retry(delay),
-            None => Progress::Done,
+        match self.conclude(job, outcome).await {
+            Ok(Some(delay)) => Progress::Retry(delay),
+            Ok(None) => Progress::Done,
+            Err(left) => left,
         }
     }
 
@@ -198,6 +191,18 @@ impl Lane {
             }
         }
         None
+    }
+
+    /// Ends an attempt: the plugins of `outcome` that must try again stay pending and the dead
+    /// letters decided are written. `Ok`: the wait before the next attempt, if one is due; `Err`:
+    /// a dead letter could not be written at shutdown, the event is left for the next owner.
+    async fn conclude(&self, job: &mut Job, outcome: Outcome) -> Result<Option<Duration>, Progress> {
+        job.pending = outcome.still;
+        match self.write_letters(job).await {
+            Some(Progress::Retry(wait)) => Ok(Some(outcome.retry_in.map_or(wait, |delay| delay.max(wait)))),
+            Some(left) => Err(left),
+            None => Ok(outcome.retry_in),
+        }
     }
 
     /// Writes the dead letters `job` waits for, in order. `None` once all are written; else what

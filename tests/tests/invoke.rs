@@ -259,3 +259,51 @@ async fn emits_past_the_quota_of_a_call_are_refused() {
     let fits = failing_with("emitflood", &[("floodemits", "9"), ("floodbytes", "10")]);
     assert_eq!(handle_json(&plugin, &fits).await, Ok(10));
 }
+
+/// A full producer queue is backpressure, never an attempt: echo, whose `emit` says `unavailable`
+/// because the host's producer cannot take another record (its queue holds one, and the cluster
+/// never answers), gives up with a retryable error; Weft waits for the cluster instead of counting
+/// the attempt, so an outage cannot dead-letter healthy events of other plugins.
+#[tokio::test]
+async fn a_full_producer_queue_uses_up_no_attempt() {
+    use weft::config::RetryPolicy;
+    use weft::failure::Failure;
+    use weft::pipeline::retry::{Decision, decide};
+
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9")
+        .set("queue.buffering.max.messages", "1")
+        .create()
+        .unwrap();
+    let plugin = weft::sandbox::plugin::Plugin::load(
+        &weft::sandbox::runtime::Runtime::new().unwrap(),
+        Path::new(ECHO_WASM),
+        &PluginConfig::default(),
+        weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092")),
+        std::sync::Arc::new(weft::kafka_out::emit::Emitter::Kafka(producer)),
+    )
+    .await
+    .unwrap();
+    let structured: &[u8] = b"application/cloudevents+json";
+    let json = br#"{"specversion":"1.0","id":"q-1","source":"/test","type":"t","data":{}}"#;
+    let (event, headers) =
+        weft::kafka_in::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
+    let record = weft::event::Record {
+        topic: "in".into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        timestamp_ms: None,
+        headers,
+    };
+    let delivery = weft::sandbox::plugin::delivery(&record, 5);
+    let event = event.into();
+    let queued = plugin.call(&event, &delivery, None).await.expect("the first emit fills the queue");
+    let failure = plugin.call(&event, &delivery, None).await.err().expect("the second emit finds it full");
+    assert!(matches!(failure, Failure::EmitUnavailable(_)), "{failure:?}");
+    assert!(
+        matches!(decide(&RetryPolicy::default(), &failure, 5), Decision::Wait(_)),
+        "the fifth attempt of five waits; it is not dead-lettered"
+    );
+    drop(queued);
+}

@@ -169,7 +169,7 @@ impl DeadLetters {
                 self.metrics.dead_lettered.with_label_values(&[&record.topic, letter.reason.as_str()]).inc();
                 tracing::warn!(
                     topic = %record.topic, partition = record.partition, offset = record.offset,
-                    dlq = %topic, reason = letter.reason.as_str(), error = %letter.error,
+                    dlq = %topic, reason = letter.reason.as_str(), error = truncate(&letter.error, MAX_ERROR_BYTES),
                     "event dead-lettered"
                 );
                 Ok(())

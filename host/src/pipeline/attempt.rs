@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::Instrument;
+use tracing::{Instrument, Level};
 
 use crate::failure::Failure;
 use crate::kafka_out::dead_letters::Letter;
@@ -17,6 +17,7 @@ use crate::pipeline::lane::{Ack, Lane, Progress};
 use crate::pipeline::retry::{Decision, decide};
 use crate::sandbox::bindings::Cloudevent;
 use crate::sandbox::plugin::Plugin;
+use crate::sandbox::plugin_log::bounded;
 
 /// The span of one attempt of one plugin on one event: at `info` when spans are exported, else at
 /// `debug` (no cost unless `RUST_LOG` enables it; failure logs carry the same fields themselves).
@@ -173,12 +174,19 @@ impl Lane {
         match decide(&plugin.retry, &failure, attempt) {
             Decision::Wait(delay) => {
                 metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
-                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                if plugin.admits_log(Level::WARN) {
+                    let error = failure.to_string();
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %bounded(&error), retry_in = ?delay, "attempt failed outside the plugin; will retry without counting it");
+                }
                 outcome.again(plugin, attempt, delay);
             }
             Decision::Retry(delay) => {
                 metrics.retried.with_label_values(&[&record.topic, &plugin.id]).inc();
-                tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %failure, retry_in = ?delay, "attempt failed; will retry");
+                // The reason is the plugin's text: cut, and charged to its log budget.
+                if plugin.admits_log(Level::INFO) {
+                    let error = failure.to_string();
+                    tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, attempt, reason = failure.reason(), error = %bounded(&error), retry_in = ?delay, "attempt failed; will retry");
+                }
                 outcome.again(plugin, attempt + 1, delay);
             }
             Decision::DeadLetter(reason) => {

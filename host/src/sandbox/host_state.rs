@@ -51,6 +51,10 @@ pub struct HostState {
     pub(crate) current_event: String,
     /// The handler call's trace context, given to emitted events that carry none.
     pub(crate) traceparent: Option<String>,
+    /// Why an `emit` of the current call found the host's producer unable to take the event (its
+    /// queue full while the cluster is slow): a handler that gives up over it waits for the
+    /// cluster without using up an attempt.
+    pub(crate) emit_unavailable: Option<String>,
 }
 
 impl HostState {
@@ -84,6 +88,7 @@ impl HostState {
             timeout: Duration::ZERO,
             current_event: String::new(),
             traceparent: None,
+            emit_unavailable: None,
         })
     }
 }
@@ -185,9 +190,10 @@ impl bindings::host::Host for HostState {
         let size = emitted_size(&topic, &event, key.as_deref());
         if let Err((why, first)) = self.quota.check(size) {
             let id = &self.env.id;
-            if first {
+            // The topic is the plugin's text: cut, and the line charged to its log budget.
+            if first && self.env.log.admit(tracing::Level::WARN) {
                 let event = self.current_event.as_str();
-                tracing::warn!(plugin = %id, ce.id = %event, topic, "emit refused: {why}");
+                tracing::warn!(plugin = %id, ce.id = %event, topic = %crate::sandbox::plugin_log::bounded(&topic), "emit refused: {why}");
             }
             return Err(WitEmitError::Forbidden(format!(
                 "plugin {id}: {why} (plugins / plugin.{id}.limits)"
@@ -207,7 +213,10 @@ impl bindings::host::Host for HostState {
             }
             Err(EmitError::InvalidEvent(m)) => Err(WitEmitError::InvalidEvent(m)),
             Err(EmitError::Forbidden(m)) => Err(WitEmitError::Forbidden(m)),
-            Err(EmitError::Unavailable(m)) => Err(WitEmitError::Unavailable(m)),
+            Err(EmitError::Unavailable(m)) => {
+                self.emit_unavailable.get_or_insert_with(|| m.clone());
+                Err(WitEmitError::Unavailable(m))
+            }
         }
     }
 

@@ -62,6 +62,11 @@ impl Instances {
         self.memory_bytes.load(Ordering::Relaxed)
     }
 
+    /// The plugin's log and its budget.
+    pub(super) fn log(&self) -> &crate::sandbox::plugin_log::PluginLog {
+        &self.env.log
+    }
+
     /// Log lines the plugin wrote past its rate cap since the last call.
     pub(super) fn log_lines_dropped(&self) -> u64 {
         self.env.log.take_dropped()
@@ -136,6 +141,7 @@ impl Instances {
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, deadline, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
+        let unavailable = instance.store.data_mut().emit_unavailable.take();
         let count = instance.store.data().quota.events();
         let returned = match result {
             // The instance trapped: drop it, its state cannot be trusted.
@@ -148,7 +154,16 @@ impl Instances {
             self.pool.lock().expect("pool lock poisoned").push(instance);
         }
         drop(permit);
-        returned.map(|()| Emits::new(pending, count)).map_err(Failure::from)
+        returned.map(|()| Emits::new(pending, count)).map_err(|error| {
+            match (Failure::from(error), unavailable) {
+                // The plugin gave up because the host could not take what it emitted (a full producer
+                // queue): backpressure from the cluster, not a failure of the event.
+                (Failure::Retryable { .. }, Some(reason)) => Failure::EmitUnavailable(format!(
+                    "the host's producer could not take an emitted event: {reason}"
+                )),
+                (failure, _) => failure,
+            }
+        })
     }
 }
 
@@ -193,6 +208,7 @@ impl Instance {
         state.current_event.clear();
         state.current_event.push_str(event_id.unwrap_or_default());
         state.quota = EmitQuota::new(limits.max_emits, limits.max_emit_bytes);
+        state.emit_unavailable = None;
         self.store.set_epoch_deadline(1);
         if metered {
             // Plugins without a fuel limit run unmetered in effect.

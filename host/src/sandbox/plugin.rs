@@ -184,6 +184,16 @@ impl Plugin {
         }
     }
 
+    /// Whether a host log line carrying this plugin's text may be written now at `level`, charged
+    /// to the plugin's log budget (see `plugin_log.rs`; cut the text with
+    /// [`bounded`](crate::sandbox::plugin_log::bounded)). Always for a native handler.
+    pub fn admits_log(&self, level: tracing::Level) -> bool {
+        match &self.body {
+            Body::Component(instances) => instances.log().admit(level),
+            Body::Native(_) => true,
+        }
+    }
+
     /// Whether this is a [`NativeHandler`], not a component.
     pub fn is_native(&self) -> bool {
         matches!(self.body, Body::Native(_))

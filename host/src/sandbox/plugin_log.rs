@@ -55,7 +55,25 @@ impl PluginLog {
 
     /// Writes one line at `level`, within the caps; `event` is the CloudEvent id being handled.
     pub fn line(&self, level: Level, event: &str, message: &str) {
-        // A line the log level filters out costs nothing, and no budget.
+        if !self.admit(level) {
+            return;
+        }
+        let plugin = self.plugin.as_str();
+        let text = bounded(message);
+        match level {
+            Level::TRACE => tracing::trace!(plugin, ce.id = event, "{text}"),
+            Level::DEBUG => tracing::debug!(plugin, ce.id = event, "{text}"),
+            Level::INFO => tracing::info!(plugin, ce.id = event, "{text}"),
+            Level::WARN => tracing::warn!(plugin, ce.id = event, "{text}"),
+            Level::ERROR => tracing::error!(plugin, ce.id = event, "{text}"),
+        }
+    }
+
+    /// Whether a line at `level` may be written now: one the plugin writes, or one of the host's
+    /// that carries the plugin's text (a failure's reason, a topic it emitted to), which is charged
+    /// to the same budget (and should be cut with [`bounded`]). `false`: the line is dropped and
+    /// counted. A line the log level filters out costs nothing.
+    pub fn admit(&self, level: Level) -> bool {
         let enabled = match level {
             Level::TRACE => tracing::enabled!(Level::TRACE),
             Level::DEBUG => tracing::enabled!(Level::DEBUG),
@@ -64,7 +82,7 @@ impl PluginLog {
             Level::ERROR => tracing::enabled!(Level::ERROR),
         };
         if !enabled {
-            return;
+            return false;
         }
         let dropped_before = {
             let mut budget = self.budget.lock().expect("log budget lock poisoned");
@@ -75,24 +93,23 @@ impl PluginLog {
             if budget.tokens < 1.0 {
                 budget.dropped += 1;
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
+                return false;
             }
             budget.tokens -= 1.0;
             std::mem::take(&mut budget.dropped)
         };
-        let plugin = self.plugin.as_str();
         if dropped_before > 0 {
-            tracing::warn!(plugin, dropped = dropped_before, "plugin log lines dropped (rate limit)");
+            tracing::warn!(plugin = %self.plugin, dropped = dropped_before, "plugin log lines dropped (rate limit)");
         }
-        let (text, cut) = cut(message);
-        let cut_note = if cut > 0 { format!(" … ({cut} bytes cut)") } else { String::new() };
-        match level {
-            Level::TRACE => tracing::trace!(plugin, ce.id = event, "{text}{cut_note}"),
-            Level::DEBUG => tracing::debug!(plugin, ce.id = event, "{text}{cut_note}"),
-            Level::INFO => tracing::info!(plugin, ce.id = event, "{text}{cut_note}"),
-            Level::WARN => tracing::warn!(plugin, ce.id = event, "{text}{cut_note}"),
-            Level::ERROR => tracing::error!(plugin, ce.id = event, "{text}{cut_note}"),
-        }
+        true
+    }
+}
+
+/// `text` as a log line may carry it: cut at [`MAX_LINE_BYTES`], with the cut said at the end.
+pub fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    match cut(text) {
+        (text, 0) => std::borrow::Cow::Borrowed(text),
+        (text, cut) => std::borrow::Cow::Owned(format!("{text} … ({cut} bytes cut)")),
     }
 }
 
@@ -225,6 +242,21 @@ mod tests {
         assert!((400..=500).contains(&dropped), "dropped {dropped}");
         assert_eq!(log.budget.lock().unwrap().dropped, dropped, "reported with the next line that passes");
         assert_eq!(log.take_dropped(), 0, "counted once");
+    }
+
+    #[test]
+    fn the_hosts_lines_with_the_plugins_text_share_its_budget() {
+        let log = log();
+        logging_at(Level::INFO, || {
+            for _ in 0..BURST_LINES as usize {
+                log.line(Level::INFO, "e", "the plugin's own line");
+            }
+            assert!(!log.admit(Level::INFO), "a host line carrying the plugin's text past its budget");
+        });
+        assert!(log.take_dropped() >= 1, "and it is counted as dropped");
+        let long = "x".repeat(MAX_LINE_BYTES * 3);
+        let line = bounded(&long);
+        assert!(line.len() < MAX_LINE_BYTES + 40 && line.ends_with("bytes cut)"), "{}", line.len());
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! driven by extensions on the input event:
 //! - `failmode=permanent`: returns a permanent error.
 //! - `failmode=retryable`: returns a retryable error while `attempt < failuntil` (never succeeds
-//!   without `failuntil`), with `faildelayms` as the delay hint if present.
+//!   without `failuntil`), with `faildelayms` as the delay hint if present, and a reason
+//!   `failreasonbytes` bytes longer than usual if present.
 //! - `failmode=trap`: panics. `failmode=loop`: never returns. `failmode=alloc`: allocates until it
 //!   is stopped.
 //! - `failmode=sleep`: sleeps `sleepms` milliseconds (default 20 s) in a WASI call, then succeeds.
@@ -119,8 +120,10 @@ fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleE
             let until = extension(event, "failuntil").and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX);
             if delivery.attempt < until {
                 let delay_ms = extension(event, "faildelayms").and_then(|n| n.parse().ok());
+                // `failreasonbytes`: a reason that long (the host must not log it whole).
+                let padding = extension(event, "failreasonbytes").and_then(|n| n.parse().ok()).unwrap_or(0);
                 return Err(HandleError::Retryable(RetryableError {
-                    reason: format!("attempt {} of {} is marked retryable", delivery.attempt, event.id),
+                    reason: format!("attempt {} of {} is marked retryable{}", delivery.attempt, event.id, "x".repeat(padding)),
                     delay_ms,
                 }));
             }

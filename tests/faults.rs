@@ -26,7 +26,7 @@ use weft_tests::*;
 const PARTITIONS: i32 = 6;
 /// Events per second the producer offers, and for how long.
 const RATE: u64 = 2_500;
-const LOAD: Duration = Duration::from_secs(60);
+const LOAD: Duration = Duration::from_secs(50);
 /// Keys; events of every tenth key fail their first attempt. A key's events are handled one at a
 /// time, each after the previous one's emit is acknowledged (and a retried one after its backoff),
 /// so a key can take a few events per second: the load is spread over enough keys for that.

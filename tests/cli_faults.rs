@@ -234,12 +234,17 @@ async fn produce_writes_records_as_written_and_names_a_bad_one() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("record 1") && stderr.contains("unknown field `vaule`"), "{stderr}");
 
-    // A topic the cluster does not have is named at once, not after every record timed out; and
-    // `--brokers` wins over the brokers of a `--config` file.
+    // A topic the cluster does not have (and does not create: the test broker creates topics on
+    // first use, which the configuration turns off for this client) is named at once, not after
+    // every record timed out; and `--brokers` wins over the brokers of a `--config` file.
     let missing = unique("produce-missing");
     std::fs::write(&file, format!("{{\"topic\": \"{missing}\", \"value\": 1}}\n")).unwrap();
     let config = std::env::temp_dir().join(format!("{}.toml", unique("weft-produce")));
-    std::fs::write(&config, "[kafka]\nbrokers = \"127.0.0.1:1\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[kafka]\nbrokers = \"127.0.0.1:1\"\n[kafka.producer]\n\"allow.auto.create.topics\" = \"false\"\n",
+    )
+    .unwrap();
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["produce", "--config", config.to_str().unwrap(), "--brokers", &weft_tests::brokers()])

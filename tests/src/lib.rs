@@ -124,6 +124,39 @@ pub fn config(dir: &Path) -> Config {
     config
 }
 
+/// A host configuration for librdkafka's mock cluster at `bootstrap`: group `group`, the plugins
+/// of `dir`, echo reading `topic` and emitting to `output`, no dead-letter topic creation (the
+/// mock has the topics the test made) and the HTTP listener on a free port.
+pub fn mock_config(bootstrap: &str, group: &str, dir: &Path, topic: &str, output: &str) -> Config {
+    let mut config = Config::with_brokers(bootstrap);
+    config.kafka.group_id = group.into();
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
+    config.plugins.dir = dir.to_path_buf();
+    config.dlq.create_topics = false;
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    plugin_config(&mut config, "echo", &[("topic", topic), ("output-topic", output)]);
+    config
+}
+
+/// Writes one binary-mode record to `topic`: `attributes` are the `ce_*` headers (and any other),
+/// names and values as given, and waits for its acknowledgement.
+pub async fn send_headers(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    value: &str,
+) {
+    let headers = headers
+        .iter()
+        .fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_bytes()) }));
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(value).headers(headers), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("record acknowledged");
+}
+
 /// A host running the echo plugin from `topic` to `output` with the test defaults; returns it with
 /// its consumer group.
 pub async fn echo_host(topic: &str, output: &str) -> (weft::Host, String) {

@@ -23,13 +23,7 @@ async fn offset_waits_for_an_acknowledged_dead_letter_write() {
     mock.topic_error("orders.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).unwrap();
 
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
-    let mut config = weft::Config::with_brokers(&bootstrap);
-    config.kafka.group_id = "dlq-failure".into();
-    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
-    config.plugins.dir = dir;
-    config.dlq.create_topics = false;
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    plugin_config(&mut config, "echo", &[("topic", "orders"), ("output-topic", "orders.out")]);
+    let config = mock_config(&bootstrap, "dlq-failure", &dir, "orders", "orders.out");
 
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
     let event = |id: &str, extra: &[(&str, &[u8])]| {
@@ -105,14 +99,8 @@ async fn an_unwritable_dead_letter_topic_holds_back_nothing_else() {
     mock.topic_error("a.dlq", RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).unwrap();
 
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
-    let mut config = weft::Config::with_brokers(&bootstrap);
-    config.kafka.group_id = "dlq-aside".into();
-    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
-    config.plugins.dir = dir;
-    config.dlq.create_topics = false;
+    let mut config = mock_config(&bootstrap, "dlq-aside", &dir, "a", "out");
     config.pipeline.lanes = 1;
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    plugin_config(&mut config, "echo", &[("output-topic", "out")]);
     config.plugin.get_mut("echo").unwrap().subscriptions = Some(
         ["a", "b"]
             .map(|topic| weft::config::SubscriptionSpec {
@@ -132,17 +120,9 @@ async fn an_unwritable_dead_letter_topic_holds_back_nothing_else() {
         .unwrap();
     for n in 0..20 {
         let id = format!("b-{n}");
-        let headers =
-            [("ce_specversion", "1.0"), ("ce_id", id.as_str()), ("ce_source", "/b"), ("ce_type", "t")]
-                .iter()
-                .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-                    h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) })
-                });
-        producer
-            .send(FutureRecord::to("b").key("k").payload("{}").headers(headers), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        let attributes =
+            [("ce_specversion", "1.0"), ("ce_id", id.as_str()), ("ce_source", "/b"), ("ce_type", "t")];
+        send_headers(&producer, "b", "k", &attributes, "{}").await;
     }
 
     let host = Host::start(config).await.unwrap();

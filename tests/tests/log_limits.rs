@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use weft::Host;
 use weft_tests::*;
 
@@ -43,20 +43,14 @@ async fn a_megabyte_failure_reason_is_logged_cut() {
         mock.create_topic(topic, 1, 1).unwrap();
     }
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
-    let mut config = weft::Config::with_brokers(&bootstrap);
-    config.kafka.group_id = "log-limits".into();
-    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "10".into());
-    config.plugins.dir = dir;
-    config.dlq.create_topics = false;
-    config.http.enabled = false;
+    let mut config = mock_config(&bootstrap, "log-limits", &dir, "t", "t.out");
     config.retry.initial_backoff_ms = Some(10);
     config.retry.jitter = Some(0.0);
-    plugin_config(&mut config, "echo", &[("topic", "t"), ("output-topic", "t.out")]);
 
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
     for n in 0..2 {
         let id = format!("l-{n}");
-        let headers = [
+        let attributes = [
             ("ce_specversion", "1.0"),
             ("ce_id", id.as_str()),
             ("ce_source", "/t"),
@@ -64,16 +58,8 @@ async fn a_megabyte_failure_reason_is_logged_cut() {
             ("ce_failmode", "retryable"),
             ("ce_failuntil", "3"),
             ("ce_failreasonbytes", "4194304"),
-        ]
-        .iter()
-        .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) })
-        });
-        producer
-            .send(FutureRecord::to("t").key(&id).payload("{}").headers(headers), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        ];
+        send_headers(&producer, "t", &id, &attributes, "{}").await;
     }
 
     let host = Host::start(config).await.unwrap();

@@ -182,11 +182,8 @@ async fn loaded_echo(limits: weft::sandbox::plugin::Limits) -> weft::sandbox::pl
     .unwrap()
 }
 
-/// Decodes a structured event and calls `plugin` with it.
-async fn handle_json(
-    plugin: &weft::sandbox::plugin::Plugin,
-    json: &[u8],
-) -> Result<usize, weft::failure::Failure> {
+/// A structured event decoded for a handler, with its `delivery` at attempt `attempt`.
+fn input(json: &[u8], attempt: u32) -> (weft::sandbox::plugin::Cloudevent, weft::sandbox::plugin::Delivery) {
     let structured: &[u8] = b"application/cloudevents+json";
     let (event, headers) =
         weft::kafka_in::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
@@ -198,7 +195,16 @@ async fn handle_json(
         timestamp_ms: None,
         headers,
     };
-    plugin.handle(&event.into(), &weft::sandbox::plugin::delivery(&record, 1)).await
+    (event.into(), weft::sandbox::plugin::delivery(&record, attempt))
+}
+
+/// Decodes a structured event and calls `plugin` with it.
+async fn handle_json(
+    plugin: &weft::sandbox::plugin::Plugin,
+    json: &[u8],
+) -> Result<usize, weft::failure::Failure> {
+    let (event, delivery) = input(json, 1);
+    plugin.handle(&event, &delivery).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,20 +290,8 @@ async fn a_full_producer_queue_uses_up_no_attempt() {
     )
     .await
     .unwrap();
-    let structured: &[u8] = b"application/cloudevents+json";
     let json = br#"{"specversion":"1.0","id":"q-1","source":"/test","type":"t","data":{}}"#;
-    let (event, headers) =
-        weft::kafka_in::decode::decode(&[("content-type", Some(structured))], Some(json)).unwrap();
-    let record = weft::event::Record {
-        topic: "in".into(),
-        partition: 0,
-        offset: 0,
-        key: None,
-        timestamp_ms: None,
-        headers,
-    };
-    let delivery = weft::sandbox::plugin::delivery(&record, 5);
-    let event = event.into();
+    let (event, delivery) = input(json, 5);
     let queued = plugin.call(&event, &delivery, None).await.expect("the first emit fills the queue");
     let failure = plugin.call(&event, &delivery, None).await.err().expect("the second emit finds it full");
     assert!(matches!(failure, Failure::EmitUnavailable(_)), "{failure:?}");

@@ -137,9 +137,6 @@ impl Host {
                 in_flight_gauge,
                 config.pipeline.max_in_flight_bytes().expect("validated: fits in memory addresses"),
             ),
-            dead_letter_unrouted: config.dlq.unrouted,
-            max_uncommitted: config.pipeline.max_uncommitted,
-            replay_routing: config.dlq.replay_routing,
             plain_topics: config
                 .topics
                 .iter()

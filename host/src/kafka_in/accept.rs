@@ -140,7 +140,7 @@ pub fn accept(
     // header only ever narrows the route to a plugin that would have received the event anyway: one
     // naming no such plugin (forged, or the plugin is gone) is ignored, so it cannot make an event
     // vanish; `dlq.replay_routing = false` ignores it always.
-    if let Some(only) = replay_plugin.filter(|_| intake.replay_routing) {
+    if let Some(only) = replay_plugin.filter(|_| intake.config.dlq.replay_routing) {
         if plugins.iter().any(|p| p.id.as_bytes() == only) {
             plugins.retain(|p| p.id.as_bytes() == only);
         } else {
@@ -155,7 +155,7 @@ pub fn accept(
     if plugins.is_empty() {
         tracing::debug!(topic, partition, offset, ce.id = %event.id, ce.r#type = %event.ty, "no plugin subscribed");
         intake.pipeline.metrics.unrouted.with_label_values(&[topic]).inc();
-        if intake.dead_letter_unrouted {
+        if intake.config.dlq.unrouted {
             let error =
                 format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
             return refused((DlqReason::NoRoute, error), raw, share);

@@ -12,7 +12,8 @@ use crate::pipeline::in_flight::InFlight;
 /// What the fetch loop works with: the group member, the pipeline it feeds, and the settings
 /// that decide how a record is taken in.
 pub struct Intake {
-    /// The host's configuration (the dead-letter settings for topics seen for the first time).
+    /// The host's configuration: `dlq.unrouted`, `dlq.replay_routing`, `pipeline.max_uncommitted`,
+    /// and the dead-letter settings for topics seen for the first time.
     pub config: Arc<Config>,
     /// The group member.
     pub consumer: Arc<WeftConsumer>,
@@ -20,12 +21,6 @@ pub struct Intake {
     pub pipeline: Arc<PipelineContext>,
     /// Events fetched and not finished, and their bytes.
     pub in_flight: Arc<InFlight>,
-    /// Whether events no plugin wants are dead-lettered (`dlq.unrouted`).
-    pub dead_letter_unrouted: bool,
-    /// Uncommitted events one partition may have before fetching pauses for it.
-    pub max_uncommitted: usize,
-    /// Whether `weft.replay.plugin` narrows the route of a replayed record (`dlq.replay_routing`).
-    pub replay_routing: bool,
     /// SeriesByTopic whose plain records are mapped to CloudEvents (`[topics]`, formats other than
     /// `cloudevents`).
     pub plain_topics: HashMap<String, TopicConfig>,

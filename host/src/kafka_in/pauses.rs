@@ -35,7 +35,7 @@ impl Pauses {
     /// Finds the partitions with too many uncommitted events (every store tick, not per record)
     /// and pauses or resumes them.
     pub fn recount(&mut self, intake: &Intake) {
-        let max = intake.max_uncommitted;
+        let max = intake.config.pipeline.max_uncommitted;
         let crowded: HashSet<(String, i32)> = intake
             .pipeline
             .tracker
@@ -57,7 +57,7 @@ impl Pauses {
     /// Pauses the partition of the record just fetched if it reached `pipeline.max_uncommitted`
     /// (cheap enough for every record; [`Pauses::recount`] resumes it).
     pub fn check(&mut self, intake: &Intake, topic: &str, partition: i32) {
-        let max = intake.max_uncommitted;
+        let max = intake.config.pipeline.max_uncommitted;
         if intake.pipeline.tracker.in_flight(topic, partition) < max {
             return;
         }

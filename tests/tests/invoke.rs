@@ -301,3 +301,31 @@ async fn a_full_producer_queue_uses_up_no_attempt() {
     );
     drop(queued);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deadline_covers_start_up_and_the_call() {
+    // Fresh instances: every event pays the start-up code. Start-up and the call each take 60 % of
+    // the deadline; together they are past it.
+    let limits = weft::sandbox::plugin::Limits {
+        timeout: std::time::Duration::from_millis(1_000),
+        instances: weft::config::InstanceStrategy::Fresh,
+        ..weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092"))
+    };
+    let config = PluginConfig { config: [("startms".into(), "600".into())].into(), ..Default::default() };
+    let plugin = weft::sandbox::plugin::Plugin::load(
+        &weft::sandbox::runtime::Runtime::new().unwrap(),
+        Path::new(ECHO_WASM),
+        &config,
+        limits,
+        std::sync::Arc::new(weft::kafka_out::emit::Emitter::Discard),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let failure = handle_json(&plugin, &failing_with("sleep", &[("sleepms", "600")])).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(failure.reason(), "timeout", "{failure}");
+    assert!(took < std::time::Duration::from_millis(1_150), "stopped after {took:?}");
+    // Start-up alone fits: an ordinary event is handled.
+    assert_eq!(handle_json(&plugin, &example("task-created.json")).await, Ok(1));
+}

@@ -18,8 +18,9 @@ pub struct PluginsConfig {
     /// Directory holding the `*.wasm` components. Env: `WEFT_PLUGINS_DIR`.
     #[serde(default = "defaults::plugins_dir")]
     pub dir: PathBuf,
-    /// Wall-clock limit for one call into a plugin, in milliseconds. A call that runs longer is
-    /// interrupted and counts as a failure of the event.
+    /// Wall-clock limit for one attempt, in milliseconds: the call into a plugin and, when the
+    /// attempt needs a new instance, its start-up code. An attempt that runs longer is interrupted
+    /// and counts as a failure of the event.
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
     /// Memory one plugin instance may hold, in MiB: all of its linear memories and tables together

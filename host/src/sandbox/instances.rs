@@ -75,9 +75,12 @@ impl Instances {
     /// Instantiates the component once and asks it to describe itself; the instance then seeds the
     /// pool. Errors are one-line reasons.
     pub(super) async fn describe(&self) -> anyhow::Result<Description> {
-        let mut instance =
-            self.instantiate().await.map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
-        let deadline = instance.arm(&self.limits, self.runtime.meters_fuel(), None);
+        let deadline = Instant::now() + self.limits.timeout;
+        let mut instance = self
+            .instantiate(deadline)
+            .await
+            .map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
+        instance.arm(&self.limits, deadline, None);
         let info =
             within_deadline(&self.limits, deadline, instance.handler.call_describe(&mut instance.store))
                 .await
@@ -95,7 +98,9 @@ impl Instances {
         Ok(description)
     }
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance> {
+    /// A new instance, its start-up code run under the `deadline` of the attempt that needs it.
+    /// Its tank of fuel (when metered) serves start-up and the first call alike.
+    async fn instantiate(&self, deadline: Instant) -> wasmtime::Result<Instance> {
         let limits = Limiter::new(self.limits.memory_bytes);
         let state = HostState::new(self.env.clone(), limits).map_err(wasmtime::Error::from_anyhow)?;
         let mut store = Store::new(self.runtime.engine(), state);
@@ -103,9 +108,7 @@ impl Instances {
         if self.runtime.meters_fuel() {
             store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX))?;
         }
-        // Instantiation runs the component's start code, which is bounded like a call.
         let state = store.data_mut();
-        let deadline = Instant::now() + self.limits.timeout;
         state.timeout = self.limits.timeout;
         state.deadline = deadline;
         store.set_epoch_deadline(1);
@@ -118,7 +121,7 @@ impl Instances {
             }
         });
         let handler = within_deadline(&self.limits, deadline, self.pre.instantiate_async(&mut store)).await?;
-        Ok(Instance { store, handler })
+        Ok(Instance { store, handler, fresh: true })
     }
 
     /// Calls `handle` for one event in a pooled (or new) instance; the events it emitted are on
@@ -131,12 +134,14 @@ impl Instances {
     ) -> Result<Emits, Failure> {
         // Held until the instance is back in the pool or dropped: at most `max_instances` exist.
         let permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        // One deadline for the attempt: a new instance's start-up code runs inside it.
+        let deadline = Instant::now() + self.limits.timeout;
         let pooled = self.pool.lock().expect("pool lock poisoned").pop();
         let mut instance = match pooled {
             Some(instance) => instance,
-            None => self.instantiate().await.map_err(|e| failure_of_call(e, self.limits.fuel))?,
+            None => self.instantiate(deadline).await.map_err(|e| failure_of_call(e, self.limits.fuel))?,
         };
-        let deadline = instance.arm(&self.limits, self.runtime.meters_fuel(), Some(&event.id));
+        instance.arm(&self.limits, deadline, Some(&event.id));
         instance.store.data_mut().traceparent = traceparent.map(str::to_string);
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, deadline, call).await;
@@ -170,6 +175,8 @@ impl Instances {
 struct Instance {
     store: Store<HostState>,
     handler: Handler,
+    /// Not called yet: its tank of fuel is the one its start-up code drew from.
+    fresh: bool,
 }
 
 /// Runs a call into an instance under its wall-clock deadline. The epoch callback stops WebAssembly
@@ -197,11 +204,11 @@ async fn within_deadline<T>(
 }
 
 impl Instance {
-    /// Prepares the store for one call: a fresh deadline (returned), a full tank of fuel when
-    /// metered, and the event id for log attribution.
-    fn arm(&mut self, limits: &Limits, metered: bool, event_id: Option<&str>) -> Instant {
+    /// Prepares the store for one call: the attempt's `deadline`, a full tank of fuel for a pooled
+    /// instance when metered (a new one goes on with what its start-up code left), and the event
+    /// id for log attribution.
+    fn arm(&mut self, limits: &Limits, deadline: Instant, event_id: Option<&str>) {
         let state = self.store.data_mut();
-        let deadline = Instant::now() + limits.timeout;
         state.deadline = deadline;
         state.timeout = limits.timeout;
         // The instance's buffer is reused: no allocation per event.
@@ -210,11 +217,10 @@ impl Instance {
         state.quota = EmitQuota::new(limits.max_emits, limits.max_emit_bytes);
         state.emit_unavailable = None;
         self.store.set_epoch_deadline(1);
-        if metered {
-            // Plugins without a fuel limit run unmetered in effect.
+        // Plugins without a fuel limit run unmetered in effect; `get_fuel` fails when not metered.
+        if !std::mem::take(&mut self.fresh) && self.store.get_fuel().is_ok() {
             let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
-        deadline
     }
 }
 

@@ -19,6 +19,8 @@
 //!   `failreasonbytes` bytes longer than usual if present.
 //! - `failmode=trap`: panics. `failmode=loop`: never returns. `failmode=alloc`: allocates until it
 //!   is stopped.
+//! - The config key `startms` makes every instance's start-up code (run when it is instantiated)
+//!   sleep that many milliseconds.
 //! - `failmode=sleep`: sleeps `sleepms` milliseconds (default 20 s) in a WASI call, then succeeds.
 //! - `failmode=flood`: writes `floodlines` (default 10,000) log lines of `floodbytes` bytes
 //!   (default 64 KiB) through `host.log` and as many to stdout and stderr, then succeeds.
@@ -95,6 +97,15 @@ struct Settings {
     noop: bool,
     parse: bool,
     fail_all: bool,
+}
+
+/// Start-up code: the component runs `_initialize` once per instance, when it is instantiated
+/// (the `startms` config key).
+#[unsafe(no_mangle)]
+pub extern "C" fn _initialize() {
+    if let Some(ms) = host::config_get("startms").and_then(|n| n.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 fn settings() -> &'static Settings {

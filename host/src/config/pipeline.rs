@@ -17,7 +17,8 @@ pub struct PipelineConfig {
     #[serde(default = "defaults::lane_capacity")]
     pub lane_capacity: usize,
     /// How long a partition revocation waits for the handler calls already running on that
-    /// partition before it commits what finished, in milliseconds. Events of the partition that have
+    /// partition, and for the acknowledgements of what they emitted, before it commits what
+    /// finished, in milliseconds. Events of the partition that have
     /// not started (queued, or waiting for a retry) are not waited for: the next owner handles them.
     #[serde(default = "defaults::drain_timeout_ms")]
     pub drain_timeout_ms: u64,

@@ -145,15 +145,16 @@ impl Host {
                 .collect(),
         });
         let mut tasks = Tasks::new();
+        let (stop, stop_rx) = watch::channel(false);
         let settings = &config.pipeline;
         let lanes = Lanes::start(
             settings.lanes,
             settings.lane_capacity,
             settings.max_parked,
             pipeline.clone(),
+            &stop_rx,
             &mut tasks,
         );
-        let (stop, stop_rx) = watch::channel(false);
         let http_addr = if config.http.enabled {
             let status = Arc::new(status::HostStatus {
                 metrics: pipeline.metrics.clone(),

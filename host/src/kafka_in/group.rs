@@ -1,6 +1,6 @@
 //! Group membership: the callbacks librdkafka makes into Weft's consumer. A revocation stops
-//! the revoked partitions' events, waits (bounded) for the calls running on them, commits what
-//! finished and forgets them; an assignment is counted; client errors are kept for `/readyz`.
+//! the revoked partitions' events, waits (bounded) for the events under way on them (calls
+//! running, emitted events not yet acknowledged), commits what finished and forgets them; an assignment is counted; client errors are kept for `/readyz`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +18,8 @@ pub type WeftConsumer = StreamConsumer<GroupContext>;
 
 /// Group membership callbacks. On revocation no event of the revoked partitions starts any more
 /// here (queued, held and parked ones are dropped, uncommitted, for the next owner); the callback
-/// waits (bounded) only for the calls already running on them, then commits what finished before
-/// the partitions move. It runs inside the consumer's poll, so it never waits for anything the
+/// waits (bounded) only for the events under way on them (calls running, and events whose emitted
+/// events are not acknowledged yet), then commits what finished before the partitions move. It runs inside the consumer's poll, so it never waits for anything the
 /// fetch loop would have to do.
 pub struct GroupContext {
     tracker: Arc<OffsetTracker>,

@@ -52,13 +52,17 @@ fn event_span(job: &Job, event: &Cloudevent, plugin: &Plugin, attempt: u32) -> t
 impl Lane {
     /// Runs every plugin still pending on the event once, applying the retry policy to failures —
     /// unless the event's partition was revoked meanwhile.
+    ///
+    /// The attempt claims the event (a revocation waits for the claims on its partition) and
+    /// returns with the claim held: [`Lane::settle`] lets go of it once the event is finished or
+    /// parked, and with [`Progress::Acking`] only after the acknowledgements of what it emitted are
+    /// in. So a revocation never commits without an event that is about to finish, nor lets the
+    /// next owner handle again an event whose emitted events are on their way.
     pub(super) async fn attempt(&self, job: &mut Job) -> Progress {
         if !self.pipeline.tracker.start(&job.ticket) {
             return Progress::Revoked;
         }
-        let progress = self.attempt_claimed(job).await;
-        self.pipeline.tracker.stop(&job.ticket);
-        progress
+        self.attempt_claimed(job).await
     }
 
     async fn attempt_claimed(&self, job: &mut Job) -> Progress {

@@ -12,13 +12,13 @@
 //! that failed, and counts as finished once the dead-letter write is acknowledged.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::failure::Failure;
 use crate::kafka_out::emit::Emits;
@@ -91,6 +91,8 @@ pub struct Lane {
     due_keys: HashMap<u64, ParkKey>,
     /// Acknowledgements awaited, one future per event.
     acking: FuturesUnordered<AckFuture>,
+    /// The keys whose front event's acknowledgements are awaited.
+    acking_keys: HashSet<ParkKey>,
     /// Events in `parked` but for those whose acknowledgements are awaited.
     parked_count: usize,
     max_parked: usize,
@@ -107,14 +109,16 @@ impl Lane {
             timers: BinaryHeap::new(),
             due_keys: HashMap::new(),
             acking: FuturesUnordered::new(),
+            acking_keys: HashSet::new(),
             parked_count: 0,
             max_parked,
             sequence: 0,
         }
     }
 
-    /// Handles the jobs of `jobs` until shutdown.
-    pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Handles the jobs of `jobs` until shutdown (`stop` turns true, or `jobs` closes).
+    pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
+        let mut revocations = self.pipeline.tracker.revocations();
         loop {
             if self.stopping() {
                 // Parked and queued events stay uncommitted and are fetched again later; events
@@ -139,6 +143,9 @@ impl Lane {
                         self.resume(key).await;
                     }
                 }
+                // Shutdown: seen at the top of the loop, also by a lane that takes no new events.
+                Ok(()) = stop.changed() => {}
+                Ok(()) = revocations.changed() => self.let_go_of_revoked(),
             }
         }
         self.pipeline.metrics.parked.sub(self.parked_count as i64);
@@ -163,8 +170,10 @@ impl Lane {
         self.settle(None, VecDeque::new(), job, progress);
     }
 
-    /// Applies the outcome of `job`'s attempt; `queue` holds the events of its key (`key`, or
-    /// the job's own) behind it. Gives the queue back if the key is free to go on.
+    /// Applies the outcome of `job`'s attempt, then lets go of the attempt's claim on the event
+    /// (after it is finished, so a revocation cannot commit in between), unless the attempt waits
+    /// for acknowledgements. `queue` holds the events of its key (`key`, or the job's own) behind
+    /// it. Gives the queue back if the key is free to go on.
     fn settle(
         &mut self,
         key: Option<ParkKey>,
@@ -174,13 +183,18 @@ impl Lane {
     ) -> Option<VecDeque<Job>> {
         let key = || key.unwrap_or_else(|| ParkKey::of(&job.record));
         match progress {
-            Progress::Done => self.done(&job),
+            Progress::Done => {
+                self.done(&job);
+                self.pipeline.tracker.stop(&job.ticket);
+            }
             Progress::Retry(delay) => {
+                self.pipeline.tracker.stop(&job.ticket);
                 self.park_front(key(), queue, job, delay);
                 return None;
             }
             Progress::Acking { acks, retry_in } => {
                 let key = key();
+                self.acking_keys.insert(key.clone());
                 queue.push_front(job);
                 self.parked.insert(key.clone(), queue);
                 self.acking.push(Box::pin(async move {
@@ -194,7 +208,7 @@ impl Lane {
             }
             // Left for the partition's next owner; the events behind it still get their turn (each
             // is finished or abandoned on its own), so none is silently dropped.
-            Progress::Abandoned => {}
+            Progress::Abandoned => self.pipeline.tracker.stop(&job.ticket),
             Progress::Revoked => self.pipeline.let_go(&job.ticket),
         }
         Some(queue)
@@ -225,15 +239,11 @@ impl Lane {
     /// The front event of a key has its acknowledgements: finish or retry it, then go on with
     /// the events behind it.
     async fn acked(&mut self, (key, outcomes, retry_in): Acked) {
+        self.acking_keys.remove(&key);
         let Some(mut queue) = self.parked.remove(&key) else { return };
         let mut job = queue.pop_front().expect("the acknowledged event is the front of its key");
-        let progress = if self.pipeline.tracker.start(&job.ticket) {
-            let progress = self.after_acks(&mut job, outcomes, retry_in).await;
-            self.pipeline.tracker.stop(&job.ticket);
-            progress
-        } else {
-            Progress::Revoked
-        };
+        // The attempt's claim is still held (a revocation waits for it); `settle` lets go of it.
+        let progress = self.after_acks(&mut job, outcomes, retry_in).await;
         if let Some(queue) = self.settle(Some(key.clone()), queue, job, progress) {
             self.go_on(key, queue).await;
         }
@@ -256,6 +266,8 @@ impl Lane {
             {
                 self.done(&job);
             }
+            // The claim its attempt held through the acknowledgement wait.
+            self.pipeline.tracker.stop(&job.ticket);
         }
     }
 
@@ -269,6 +281,37 @@ impl Lane {
             job.series.delay.observe((now - ts).max(0) as f64 / 1e3);
         }
         self.pipeline.finish(&job.ticket);
+    }
+
+    /// Drops the waiting events of partitions revoked from this member (their next owner handles
+    /// them), so that they give back their in-flight bytes and `max_parked` places at once rather
+    /// than when their timers fire. An event whose acknowledgements are awaited stays: the
+    /// revocation waits for it.
+    fn let_go_of_revoked(&mut self) {
+        let tracker = &self.pipeline.tracker;
+        let mut dropped = 0;
+        for (key, queue) in &mut self.parked {
+            let front_acking = self.acking_keys.contains(key);
+            let before = queue.len();
+            let mut index = 0;
+            queue.retain(|job| {
+                let keep = (index == 0 && front_acking) || tracker.owned(&job.ticket);
+                index += 1;
+                if !keep {
+                    self.pipeline.let_go(&job.ticket);
+                }
+                keep
+            });
+            dropped += before - queue.len();
+        }
+        if dropped == 0 {
+            return;
+        }
+        self.parked.retain(|_, queue| !queue.is_empty());
+        // A timer of a key no longer waiting must not fire early for the same key parked anew.
+        self.due_keys.retain(|_, key| self.parked.contains_key(key));
+        self.parked_count -= dropped;
+        self.pipeline.metrics.parked.sub(dropped as i64);
     }
 
     fn park_front(&mut self, key: ParkKey, mut queue: VecDeque<Job>, job: Job, delay: Duration) {

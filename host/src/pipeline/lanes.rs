@@ -29,13 +29,14 @@ impl Lanes {
         capacity: usize,
         max_parked: usize,
         pipeline: Arc<PipelineContext>,
+        stop: &tokio::sync::watch::Receiver<bool>,
         tasks: &mut Tasks,
     ) -> Self {
         let senders = (0..count)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(capacity);
                 let lane = Lane::new(pipeline.clone(), max_parked);
-                tasks.spawn("a lane", lane.run(rx));
+                tasks.spawn("a lane", lane.run(rx, stop.clone()));
                 tx
             })
             .collect();

@@ -47,7 +47,8 @@ struct Partition {
     stored: Option<i64>,
     /// The partition is being revoked: no event of it may start any more.
     revoked: bool,
-    /// Handler calls (or dead-letter writes) of this partition under way.
+    /// Events of this partition under way: handler calls, dead-letter writes, and acknowledgements
+    /// of emitted events awaited.
     running: usize,
 }
 
@@ -75,10 +76,22 @@ impl Partition {
 type Partitions = HashMap<String, HashMap<i32, Partition>>;
 
 /// In-flight events of every assigned partition.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OffsetTracker {
     partitions: Mutex<Partitions>,
     generations: AtomicU64,
+    /// Counts revocations, so that lanes let go of the revoked partitions' waiting events at once.
+    revocations: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for OffsetTracker {
+    fn default() -> Self {
+        Self {
+            partitions: Mutex::default(),
+            generations: AtomicU64::default(),
+            revocations: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// The state of one partition, if it is tracked.
@@ -207,7 +220,9 @@ impl OffsetTracker {
         state.map(|s| s.running += 1).is_some()
     }
 
-    /// The work claimed by [`OffsetTracker::start`] is over (the event finished, or waits for a retry).
+    /// The work claimed by [`OffsetTracker::start`] is over: the event finished (call
+    /// [`OffsetTracker::finish`] first, so that a revocation waiting for the claim commits it), or
+    /// waits for a retry.
     pub fn stop(&self, ticket: &Ticket) {
         let mut partitions = self.lock();
         if let Some(state) = state(&mut partitions, &ticket.topic, ticket.partition)
@@ -224,6 +239,22 @@ impl OffsetTracker {
         if let Some(state) = state(&mut self.lock(), topic, partition) {
             state.revoked = true;
         }
+        self.revocations.send_modify(|count| *count += 1);
+    }
+
+    /// Changes with every revocation: whoever holds events waiting then asks
+    /// [`OffsetTracker::owned`] which of them are still this member's.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Whether the ticket's event may still be worked on here: its partition is assigned (not
+    /// revoked, not forgotten, not assigned anew since) and the ticket is its latest fetch.
+    pub fn owned(&self, ticket: &Ticket) -> bool {
+        let mut partitions = self.lock();
+        state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation && !s.revoked)
+            .is_some_and(|s| s.find(ticket).is_some())
     }
 
     /// Work under way on the partition's events.
@@ -487,6 +518,24 @@ mod tests {
         assert_eq!(t.running("t", 0), 0);
         t.forget("t", 0);
         assert!(!t.start(&waiting), "forgotten: not ours either");
+    }
+
+    #[test]
+    fn a_revocation_is_announced_and_ends_ownership() {
+        let t = OffsetTracker::new();
+        let revocations = t.revocations();
+        let ticket = t.begin("t", 0, 0);
+        let other = t.begin("t", 1, 0);
+        assert!(t.owned(&ticket));
+        assert!(!revocations.has_changed().unwrap());
+        t.revoke("t", 0);
+        assert!(revocations.has_changed().unwrap(), "lanes are told");
+        assert!(!t.owned(&ticket), "the revoked partition's event is not ours any more");
+        assert!(t.owned(&other), "the other partition's is");
+        t.forget("t", 0);
+        let again = t.begin("t", 0, 0);
+        assert!(!t.owned(&ticket), "a new assignment does not revive the old ticket");
+        assert!(t.owned(&again));
     }
 
     #[test]

@@ -77,3 +77,15 @@ pub fn replication_factor() -> i32 {
 pub fn dlq_suffix() -> String {
     ".dlq".into()
 }
+
+pub fn transaction_interval_ms() -> u64 {
+    100
+}
+
+pub fn transaction_max_events() -> usize {
+    5_000
+}
+
+pub fn transaction_timeout_ms() -> u64 {
+    10_000
+}

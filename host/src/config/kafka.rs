@@ -17,11 +17,14 @@ const PRODUCER_GUARANTEES: &[(&str, &[&str])] =
     &[("acks", &["all", "-1"]), ("request.required.acks", &["all", "-1"]), ("enable.idempotence", &["true"])];
 
 /// Producer properties Weft cannot work with, and why.
-const PRODUCER_REFUSED: &[(&str, &str)] = &[(
-    "transactional.id",
-    "makes the producer transactional, and Weft's producers write outside transactions: every emit and \
-     dead letter would fail",
-)];
+const PRODUCER_REFUSED: &[(&str, &str)] = &[
+    (
+        "transactional.id",
+        "is managed by Weft: for transactions set delivery.mode = \"exactly-once\" (and, for a stable id, \
+         delivery.transactional_id)",
+    ),
+    ("transaction.timeout.ms", "is managed by Weft: set delivery.transaction_timeout_ms"),
+];
 
 /// Consumer properties Weft cannot work with at some value (`None`: any value), and why.
 const CONSUMER_REFUSED: &[(&str, Option<&str>, &str)] = &[
@@ -111,6 +114,27 @@ impl KafkaConfig {
                         safe.join(" or ")
                     );
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses settings that contradict the delivery mode: with exactly-once, a consumer that
+    /// reads uncommitted records (it would handle inputs a transaction later aborted).
+    pub fn validate_for(&self, delivery: &super::DeliveryConfig) -> anyhow::Result<()> {
+        if !delivery.exactly_once() {
+            return Ok(());
+        }
+        for (table, properties) in
+            [("kafka.properties", &self.properties), ("kafka.consumer", &self.consumer)]
+        {
+            if let Some(value) = properties.get("isolation.level")
+                && !value.eq_ignore_ascii_case("read_committed")
+            {
+                bail!(
+                    "{table}.\"isolation.level\" = {value:?} contradicts delivery.mode = \"exactly-once\": \
+                     Weft would handle records of transactions that are later aborted; use read_committed"
+                );
             }
         }
         Ok(())

@@ -6,7 +6,7 @@
 //! # Layout
 //! One file per section, each with its own checks: [`kafka`] (`[kafka]`), [`plugins`] (`[plugins]`
 //! and `[plugin.<id>]`: limits, grants), [`pipeline`], [`retry`] (the policy and its backoff),
-//! [`dlq`], [`topics`] (plain JSON topics), [`operations`] (`[http]`, `[telemetry]`),
+//! [`dlq`], [`delivery`] (at-least-once or exactly-once), [`topics`] (plain JSON topics), [`operations`] (`[http]`, `[telemetry]`),
 //! [`subscription`] (a plugin's topic and filters); [`defaults`] holds every default value.
 //!
 //! Configuration sits at the bottom of the crate: every stage reads it, and it imports nothing but
@@ -19,6 +19,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 pub mod defaults;
+pub mod delivery;
 pub mod dlq;
 pub mod kafka;
 pub mod operations;
@@ -28,6 +29,7 @@ pub mod retry;
 pub mod subscription;
 pub mod topics;
 
+pub use delivery::{DeliveryConfig, DeliveryMode};
 pub use dlq::DlqConfig;
 pub use kafka::KafkaConfig;
 pub use operations::{HttpConfig, TelemetryConfig};
@@ -65,6 +67,9 @@ pub struct Config {
     /// Dead-letter topics.
     #[serde(default)]
     pub dlq: DlqConfig,
+    /// At-least-once or exactly-once delivery.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// The `/metrics`, `/healthz`, `/readyz` and `/plugins` listener.
     #[serde(default)]
     pub http: HttpConfig,
@@ -92,6 +97,7 @@ impl Config {
             pipeline: PipelineConfig::default(),
             retry: RetrySettings::default(),
             dlq: DlqConfig::default(),
+            delivery: DeliveryConfig::default(),
             http: HttpConfig::default(),
             telemetry: TelemetryConfig::default(),
             topics: BTreeMap::new(),
@@ -186,6 +192,8 @@ impl Config {
             mapping.validate(topic)?;
         }
         self.dlq.validate()?;
+        self.delivery.validate()?;
+        self.kafka.validate_for(&self.delivery)?;
         for (name, plugin) in &self.plugin {
             self.retry_policy(name).validate(&format!("plugin.{name}.retry"))?;
             plugin.validate(name)?;

@@ -21,6 +21,7 @@ use crate::kafka_in::commit::{commit, store_positions};
 use crate::kafka_in::fetch::fetch_loop;
 use crate::kafka_in::group::{GroupContext, Membership, WeftConsumer};
 use crate::kafka_in::intake::Intake;
+use crate::kafka_in::transactions::{Committer, TransactionalProducer};
 use crate::kafka_out::dead_letters::{self, DeadLetters};
 use crate::kafka_out::emit::Emitter;
 use crate::ops::health::Health;
@@ -29,6 +30,7 @@ use crate::ops::metrics::Metrics;
 use crate::ops::tasks::Tasks;
 use crate::pipeline::catalog::{Catalog, Refusal};
 use crate::pipeline::context::PipelineContext;
+use crate::pipeline::handoff::Transactions;
 use crate::pipeline::in_flight::InFlight;
 use crate::pipeline::lanes::Lanes;
 use crate::pipeline::offsets::OffsetTracker;
@@ -49,6 +51,9 @@ pub struct Host {
     tasks: Tasks,
     http_addr: Option<std::net::SocketAddr>,
     health: Arc<Health>,
+    /// Exactly-once delivery: the way to the transaction committer, and its thread.
+    transactions: Option<Transactions>,
+    committer: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Host {
@@ -81,7 +86,16 @@ impl Host {
         let runtime = Runtime::with_options(&RuntimeOptions::from_config(&config))?;
         let producer: FutureProducer =
             kafka::producer_config(&config.kafka).create().context("creating the Kafka producer")?;
-        let emitter = Arc::new(Emitter::Kafka(producer.clone()));
+        let exactly_once = config.delivery.exactly_once();
+        // Exactly-once: what handlers emit is held with its event and written by its transaction.
+        let emitter = Arc::new(if exactly_once { Emitter::Held } else { Emitter::Kafka(producer.clone()) });
+        let (transactions, requests) = match exactly_once {
+            true => {
+                let (transactions, requests) = Transactions::channel();
+                (Some(transactions), Some(requests))
+            }
+            false => (None, None),
+        };
         let catalog = Catalog::open(config.clone(), runtime, emitter, metrics.clone(), natives).await?;
         let live = catalog.in_service();
         let topics = &live.topics;
@@ -96,10 +110,14 @@ impl Host {
             Duration::from_millis(config.pipeline.drain_timeout_ms),
             metrics.clone(),
             membership.clone(),
+            transactions.clone(),
         );
-        let consumer: WeftConsumer = kafka::consumer_config(&config.kafka)
-            .create_with_context(context)
-            .context("creating the Kafka consumer")?;
+        let consumer_config = match exactly_once {
+            true => kafka::transactional_consumer_config(&config.kafka),
+            false => kafka::consumer_config(&config.kafka),
+        };
+        let consumer: WeftConsumer =
+            consumer_config.create_with_context(context).context("creating the Kafka consumer")?;
         tracing::info!(
             group = %config.kafka.group_id,
             topics = %topics.join(","),
@@ -128,6 +146,7 @@ impl Host {
             dead_letters,
             catalog: catalog.clone(),
             health: health.clone(),
+            transactions: transactions.clone(),
         });
         let intake = Arc::new(Intake {
             config: config.clone(),
@@ -180,16 +199,45 @@ impl Host {
                 }
             });
         }
+        let committer = match requests {
+            Some(requests) => Some(start_committer(&config, &intake, requests).await?),
+            None => None,
+        };
         tasks.spawn("the fetch loop", fetch_loop(intake.clone(), catalog.clone(), lanes, stop_rx));
         let producers = [producer, dlq_producer];
-        Ok(Self { intake, producers, catalog, stop, tasks, http_addr, health })
+        Ok(Self { intake, producers, catalog, stop, tasks, http_addr, health, transactions, committer })
     }
 
     /// Resolves when a pipeline task ends or panics before shutdown: the host cannot make progress
     /// any more. `/readyz` turns 503 with the cause; the caller should shut down and exit non-zero,
     /// so an orchestrator restarts the process. Pending forever while every task runs.
     pub async fn failed(&mut self) -> anyhow::Error {
-        anyhow::anyhow!(self.tasks.failed(&self.health).await)
+        let Self { tasks, committer, health, .. } = self;
+        let committer_ended = async {
+            match committer.as_mut() {
+                Some(handle) => {
+                    let error = match handle.await {
+                        Ok(Ok(())) => anyhow::anyhow!("the transaction committer stopped unexpectedly"),
+                        Ok(Err(error)) => error.context("the transaction committer stopped"),
+                        Err(error) => anyhow::anyhow!("the transaction committer failed: {error}"),
+                    };
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "the host cannot make progress; shutting down"
+                    );
+                    health.fatal(format!("{error:#}"));
+                    error
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            reason = tasks.failed(health) => anyhow::anyhow!(reason),
+            error = committer_ended => {
+                *committer = None;
+                error
+            }
+        }
     }
 
     /// Where the HTTP listener is bound, if enabled.
@@ -228,13 +276,25 @@ impl Host {
         self.intake.pipeline.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         self.tasks.join_all().await;
+        // Exactly-once: the lanes are done; the last transaction commits what they finished.
+        if let (Some(transactions), Some(committer)) = (self.transactions.take(), self.committer.take()) {
+            let stopped =
+                tokio::task::spawn_blocking(move || transactions.stop(Duration::from_secs(60))).await;
+            if let Ok(Err(error)) = stopped {
+                tracing::error!(%error, "the last transaction did not commit; its events will be handled again");
+            }
+            let _ = committer.await;
+        }
+        let exactly_once = self.intake.pipeline.exactly_once();
         let Host { intake, producers, .. } = self;
         let consumer = intake.consumer.clone();
         let tracker = intake.pipeline.tracker.clone();
         drop(intake);
         tokio::task::spawn_blocking(move || {
-            store_positions(&tracker, consumer.as_ref());
-            commit(consumer.as_ref());
+            if !exactly_once {
+                store_positions(&tracker, consumer.as_ref());
+                commit(consumer.as_ref());
+            }
             consumer.unsubscribe();
             // Dropping the last handle closes the consumer: it leaves the group cleanly.
             drop(consumer);
@@ -264,4 +324,35 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         Some(failure) => Err(failure),
         None => Ok(()),
     }
+}
+
+/// Exactly-once delivery: creates the member's transactional producer, registers its id with the
+/// cluster (fencing an earlier producer with the same id) and starts the committer's thread.
+async fn start_committer(
+    config: &Config,
+    intake: &Arc<Intake>,
+    requests: std::sync::mpsc::Receiver<crate::pipeline::handoff::Request>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let delivery = &config.delivery;
+    let id = delivery
+        .transactional_id
+        .clone()
+        .unwrap_or_else(|| format!("weft-{}-{:016x}", config.kafka.group_id, rand::random::<u64>()));
+    let producer: TransactionalProducer =
+        kafka::transactional_producer_config(&config.kafka, &id, delivery.transaction_timeout_ms)
+            .set("client.id", "weft-transactions")
+            .create()
+            .context("creating the transactional producer")?;
+    let committer = Committer::new(
+        producer,
+        intake.consumer.clone(),
+        intake.pipeline.tracker.clone(),
+        Duration::from_millis(delivery.transaction_interval_ms),
+        delivery.transaction_max_events,
+    );
+    let committer = tokio::task::spawn_blocking(move || committer.init().map(|()| committer))
+        .await
+        .context("starting the transaction committer")??;
+    tracing::info!(transactional_id = %id, "exactly-once delivery: transactions ready");
+    Ok(tokio::task::spawn_blocking(move || committer.run(requests)))
 }

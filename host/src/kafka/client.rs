@@ -45,6 +45,35 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
+/// Consumer settings for exactly-once delivery: as [`consumer_config`], but offsets are committed
+/// only inside the producer's transactions (no automatic commits), and records of aborted
+/// transactions are never read.
+pub fn transactional_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = consumer_config(kafka);
+    config.set("enable.auto.commit", "false").set("isolation.level", "read_committed");
+    config
+}
+
+/// Producer settings for exactly-once delivery: [`producer_config`] with `transactional_id`, the
+/// broker's timeout for an open transaction, and records timing out no later than it.
+pub fn transactional_producer_config(
+    kafka: &KafkaConfig,
+    transactional_id: &str,
+    timeout_ms: u64,
+) -> ClientConfig {
+    let mut config = producer_config(kafka);
+    // A record must time out before its transaction can (librdkafka refuses otherwise).
+    let message_timeout = config
+        .get("message.timeout.ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(timeout_ms, |ms| ms.min(timeout_ms));
+    config
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", timeout_ms.to_string())
+        .set("message.timeout.ms", message_timeout.to_string());
+    config
+}
+
 /// Whether the broker refused a produced record for a reason retrying will not change soon: the
 /// record is too large, the client is not authorized, the record or topic is invalid. Anything else
 /// (timeouts, unreachable brokers, leader elections, missing replicas) is an outage that passes.

@@ -101,6 +101,12 @@ pub fn accept(
             "offsets skipped since the partition's previous record"
         );
     }
+    if intake.pipeline.tracker.finished_before(&ticket) {
+        // A previous owner finished it past its committed offset, and its commit recorded that.
+        intake.pipeline.metrics.finished_before.with_label_values(&[topic]).inc();
+        intake.pipeline.finish(&ticket);
+        return None;
+    }
     // Names and values as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
     let header_bytes = message.headers().map(crate::kafka::headers::read).unwrap_or_default();
     let raw = RawRecord {
@@ -174,6 +180,7 @@ pub fn accept(
         share,
         series,
         letters: Vec::new(),
+        held: Vec::new(),
         letter_backoff: crate::pipeline::job::FIRST_LETTER_BACKOFF,
         received,
     })

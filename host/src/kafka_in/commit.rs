@@ -46,3 +46,77 @@ pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTrack
         tracing::debug!(%error, "offsets not stored");
     }
 }
+
+/// Runs of events finished past the committed offset that one commit records, at most: the
+/// broker keeps `offset.metadata.max.bytes` (4 KiB by default) of metadata per partition. Past
+/// it, an event that would open a new run waits for the head (see `kafka_in/transactions.rs`).
+pub const MAX_FINISHED_RUNS: usize = 200;
+
+/// What marks Weft's offset-commit metadata, and its version.
+const METADATA_PREFIX: &str = "weft1:";
+
+/// The offset-commit metadata recording the runs of events finished past `offset`:
+/// `weft1:` then, per run, `start+length` relative to the end of the previous run (the first to
+/// `offset`), comma-separated. Empty when nothing is finished past `offset`.
+pub fn finished_metadata(offset: i64, runs: &[(i64, i64)]) -> String {
+    if runs.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from(METADATA_PREFIX);
+    let mut previous = offset;
+    for (index, (first, last)) in runs.iter().take(MAX_FINISHED_RUNS).enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!("{}+{}", first - previous, last - first));
+        previous = *last;
+    }
+    text
+}
+
+/// The runs of finished events recorded by [`finished_metadata`] for a commit at `offset`. Metadata
+/// Weft did not write (another client's, or none) records nothing.
+pub fn parse_finished(offset: i64, metadata: &str) -> Vec<(i64, i64)> {
+    let Some(list) = metadata.strip_prefix(METADATA_PREFIX) else { return Vec::new() };
+    let mut runs = Vec::new();
+    let mut previous = offset;
+    for item in list.split(',') {
+        let Some((gap, length)) = item.split_once('+') else { return Vec::new() };
+        let (Ok(gap), Ok(length)) = (gap.parse::<i64>(), length.parse::<i64>()) else { return Vec::new() };
+        if gap < 0 || length < 0 {
+            return Vec::new();
+        }
+        let first = previous + gap;
+        runs.push((first, first + length));
+        previous = first + length;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_runs_round_trip_through_the_metadata() {
+        let runs = [(12, 12), (14, 20), (1_000_000, 1_000_003)];
+        let text = finished_metadata(10, &runs);
+        assert_eq!(text, "weft1:2+0,2+6,999980+3");
+        assert_eq!(parse_finished(10, &text), runs);
+        assert_eq!(finished_metadata(10, &[]), "");
+    }
+
+    #[test]
+    fn foreign_or_damaged_metadata_records_nothing() {
+        for text in ["", "some other client's note", "weft1:2", "weft1:x+1", "weft1:-3+1", "weft1:1+-1"] {
+            assert_eq!(parse_finished(10, text), [], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_largest_record_fits_the_brokers_default_limit() {
+        let runs: Vec<(i64, i64)> =
+            (0..MAX_FINISHED_RUNS as i64).map(|n| (n * 2_000_000 + 1, n * 2_000_000 + 999_999)).collect();
+        assert!(finished_metadata(0, &runs).len() < 4_096);
+    }
+}

@@ -61,7 +61,10 @@ pub async fn fetch_loop(
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
             _ = tick.tick() => {
-                store_positions(&intake.pipeline.tracker, intake.consumer.as_ref());
+                // With exactly-once delivery, offsets are committed by the transactions instead.
+                if !intake.pipeline.exactly_once() {
+                    store_positions(&intake.pipeline.tracker, intake.consumer.as_ref());
+                }
                 pauses.recount(&intake);
                 if stuck {
                     pauses.wait_for(&intake, backlog.partitions());

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientContext, TopicPartitionList};
 
-use crate::kafka_in::commit::{commit, store_positions};
+use crate::kafka_in::commit::{commit, parse_finished, store_positions};
 use crate::ops::metrics::Metrics;
+use crate::pipeline::handoff::Transactions;
 use crate::pipeline::offsets::OffsetTracker;
 
 /// The consumer as Weft uses it.
@@ -27,6 +28,8 @@ pub struct GroupContext {
     drain_timeout: Duration,
     metrics: Metrics,
     membership: Arc<Membership>,
+    /// With exactly-once delivery, the committer whose transactions commit the offsets.
+    transactions: Option<Transactions>,
 }
 
 /// What the consumer knows of its group membership, for `/readyz`.
@@ -55,8 +58,53 @@ impl GroupContext {
         drain_timeout: Duration,
         metrics: Metrics,
         membership: Arc<Membership>,
+        transactions: Option<Transactions>,
     ) -> Self {
-        Self { tracker, stopping, drain_timeout, metrics, membership }
+        Self { tracker, stopping, drain_timeout, metrics, membership, transactions }
+    }
+
+    /// Commits what finished on the partitions being revoked: stored and committed by the
+    /// consumer, or (exactly-once) by the committer's transaction.
+    fn commit_finished(&self, consumer: &BaseConsumer<Self>) {
+        match &self.transactions {
+            None => {
+                store_positions(&self.tracker, consumer);
+                commit(consumer);
+            }
+            Some(transactions) => {
+                if let Err(error) = transactions.commit_now(self.drain_timeout.max(Duration::from_secs(30)))
+                    && !self.stopping.load(Ordering::SeqCst)
+                {
+                    tracing::error!(%error, "the transaction of the revoked partitions did not commit; their events will be handled again");
+                }
+            }
+        }
+    }
+
+    /// Reads what the previous owners of newly assigned partitions finished past their committed
+    /// offsets (recorded in the commits' metadata), so that those events are not handled again.
+    fn read_finished_before(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
+        let committed = match consumer.committed_offsets(partitions.clone(), Duration::from_secs(10)) {
+            Ok(committed) => committed,
+            Err(error) => {
+                return tracing::warn!(%error, "could not read the committed offsets' metadata; events finished past them may be handled again");
+            }
+        };
+        for element in committed.elements() {
+            if let rdkafka::Offset::Offset(offset) = element.offset() {
+                let runs = parse_finished(offset, element.metadata());
+                if !runs.is_empty() {
+                    tracing::info!(
+                        topic = element.topic(),
+                        partition = element.partition(),
+                        offset,
+                        runs = runs.len(),
+                        "events finished past the committed offset will be skipped"
+                    );
+                    self.tracker.set_finished_before(element.topic(), element.partition(), runs);
+                }
+            }
+        }
     }
 
     fn drain(&self, partitions: &TopicPartitionList) {
@@ -117,8 +165,7 @@ impl ConsumerContext for GroupContext {
         if !self.stopping.load(Ordering::SeqCst) && can_block {
             tokio::task::block_in_place(|| self.drain(partitions));
         }
-        store_positions(&self.tracker, consumer);
-        commit(consumer);
+        self.commit_finished(consumer);
         for p in partitions.elements() {
             self.tracker.forget(p.topic(), p.partition());
             let _ = self.metrics.consumer_lag.remove_label_values(&[p.topic(), &p.partition().to_string()]);
@@ -128,9 +175,12 @@ impl ConsumerContext for GroupContext {
         tracing::info!(partitions = %describe(partitions), "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
+                if partitions.count() > 0 {
+                    self.read_finished_before(consumer, partitions);
+                }
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 self.metrics.partitions_assigned.add(partitions.count() as i64);
                 self.membership.joined.store(true, Ordering::SeqCst);

@@ -5,7 +5,8 @@
 //!   errors kept for `/readyz`); [`statistics`]: librdkafka's statistics as metrics.
 //! - [`fetch`]: the fetch loop, over an [`intake`]; [`accept`]: one record taken in (offset registered, headers read,
 //!   decoded, routed, made a job); [`backlog`]: jobs waiting for full lanes; [`pauses`]: which
-//!   partitions fetch; [`commit`]: finished positions stored and committed.
+//!   partitions fetch; [`commit`]: finished positions stored and committed, and the record of
+//!   events finished past them; [`transactions`]: exactly-once delivery's transaction committer.
 //! - [`decode`]: the CloudEvents Kafka binding (binary and structured mode); [`plain`]: plain JSON
 //!   and bytes topics mapped to CloudEvents.
 //!
@@ -22,3 +23,4 @@ pub mod intake;
 pub mod pauses;
 pub mod plain;
 pub mod statistics;
+pub mod transactions;

@@ -11,6 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::DlqConfig;
+use crate::kafka_out::outgoing::Outgoing;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -191,6 +192,27 @@ impl DeadLetters {
                 }
                 Err(WriteFailed { topic, error: error.to_string() })
             }
+        }
+    }
+}
+
+impl DeadLetters {
+    /// Exactly-once delivery: the dead letter of `record` as a record held with its event, which
+    /// the event's transaction writes with what its handlers emitted. Counted and logged now; a
+    /// transaction that does not commit stops the host, and the event is handled again.
+    pub fn held(&self, record: &RawRecord, letter: &Letter) -> Outgoing {
+        let topic = self.config.topic_for(&record.topic);
+        self.metrics.dead_lettered.with_label_values(&[&record.topic, letter.reason.as_str()]).inc();
+        tracing::warn!(
+            topic = %record.topic, partition = record.partition, offset = record.offset,
+            dlq = %topic, reason = letter.reason.as_str(), error = truncate(&letter.error, MAX_ERROR_BYTES),
+            "event dead-lettered (written with its transaction)"
+        );
+        Outgoing {
+            topic,
+            key: record.key.clone(),
+            payload: record.value.clone(),
+            headers: dead_letter_headers(record, letter),
         }
     }
 }

@@ -9,6 +9,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::event::CloudEvent;
 use crate::failure::Failure;
+use crate::kafka_out::outgoing::Outgoing;
 
 /// Why an emitted event was refused; mirrors the WIT `emit-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,10 +36,23 @@ pub struct Emitted {
     pub event: CloudEvent,
 }
 
+/// What became of an emitted event that was taken.
+pub enum Sent {
+    /// On its way to the broker; resolves when the broker acknowledges it.
+    OnItsWay(DeliveryFuture),
+    /// Held with its event until the event's transaction.
+    Held(Outgoing),
+    /// Nothing to wait for (captured, or discarded).
+    Taken,
+}
+
 /// The destination of emitted events.
 pub enum Emitter {
     /// Produce to Kafka; the returned delivery future resolves when the broker acknowledges.
     Kafka(FutureProducer),
+    /// Hold each emitted record with its event: the transaction that commits the event writes
+    /// them (exactly-once delivery), and a failed attempt's records are never written.
+    Held,
     /// Keep them in memory.
     Capture(Mutex<Vec<Emitted>>),
     /// Validate and drop them (benchmarks).
@@ -47,13 +61,9 @@ pub enum Emitter {
 
 impl Emitter {
     /// Validates `event` and hands it to the destination. For Kafka, the caller must await the
-    /// returned future before it counts the input event as handled.
-    pub fn send(
-        &self,
-        topic: &str,
-        event: CloudEvent,
-        key: Option<&[u8]>,
-    ) -> Result<Option<DeliveryFuture>, EmitError> {
+    /// returned future before it counts the input event as handled; a held record must be kept
+    /// with its event.
+    pub fn send(&self, topic: &str, event: CloudEvent, key: Option<&[u8]>) -> Result<Sent, EmitError> {
         if topic.is_empty() {
             return Err(EmitError::InvalidEvent("topic is empty".into()));
         }
@@ -68,13 +78,22 @@ impl Emitter {
                 if let Some(key) = key {
                     record = record.key(key);
                 }
-                producer.send_result(record).map(Some).map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
+                producer
+                    .send_result(record)
+                    .map(Sent::OnItsWay)
+                    .map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
             }
-            Emitter::Discard => Ok(None),
+            Emitter::Held => Ok(Sent::Held(Outgoing {
+                topic: topic.to_string(),
+                key: key.map(<[u8]>::to_vec),
+                headers: binary_headers(&event),
+                payload: event.data,
+            })),
+            Emitter::Discard => Ok(Sent::Taken),
             Emitter::Capture(events) => {
                 let emitted = Emitted { topic: topic.to_string(), key: key.map(<[u8]>::to_vec), event };
                 events.lock().expect("capture lock poisoned").push(emitted);
-                Ok(None)
+                Ok(Sent::Taken)
             }
         }
     }
@@ -82,7 +101,7 @@ impl Emitter {
     /// The events captured so far (empty for Kafka).
     pub fn captured(&self) -> Vec<Emitted> {
         match self {
-            Emitter::Kafka(_) | Emitter::Discard => Vec::new(),
+            Emitter::Kafka(_) | Emitter::Held | Emitter::Discard => Vec::new(),
             Emitter::Capture(events) => events.lock().expect("capture lock poisoned").clone(),
         }
     }
@@ -114,22 +133,30 @@ pub fn binary_headers(event: &CloudEvent) -> OwnedHeaders {
     headers
 }
 
-/// The events one successful call emitted, on their way to the broker.
+/// The events one successful call emitted, on their way to the broker or held for the event's
+/// transaction.
 #[must_use = "the event is handled only once its emitted events are acknowledged"]
 pub struct Emits {
     pending: Vec<DeliveryFuture>,
+    held: Vec<Outgoing>,
     count: usize,
 }
 
 impl Emits {
-    /// `count` events emitted by one call, `pending` of them on their way to Kafka.
-    pub fn new(pending: Vec<DeliveryFuture>, count: usize) -> Self {
-        Self { pending, count }
+    /// `count` events emitted by one call, `pending` of them on their way to Kafka, `held` of them
+    /// kept for the event's transaction.
+    pub fn new(pending: Vec<DeliveryFuture>, held: Vec<Outgoing>, count: usize) -> Self {
+        Self { pending, held, count }
     }
 
     /// A call that emitted nothing.
     pub fn none() -> Self {
-        Self::new(Vec::new(), 0)
+        Self::new(Vec::new(), Vec::new(), 0)
+    }
+
+    /// The records held for the event's transaction, taken out.
+    pub fn take_held(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.held)
     }
 
     /// Whether there is nothing to wait for (no events emitted, or none to Kafka).

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`emit`]: the emit producer, the capture buffer of `weft invoke`, and [`Emits`](emit::Emits),
 //!   one call's emitted events on their way to the broker.
+//! - [`outgoing`]: a record held with its event, written by the transaction that commits it
+//!   (exactly-once delivery).
 //! - [`dead_letters`]: the dead-letter writer, its headers, [`DlqReason`](dead_letters::DlqReason),
 //!   and the creation of dead-letter topics.
 //!
@@ -12,3 +14,4 @@
 
 pub mod dead_letters;
 pub mod emit;
+pub mod outgoing;

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub received: IntCounterVec,
     /// Offsets the consumer skipped between two records of a partition, by topic.
     pub offsets_skipped: IntCounterVec,
+    /// Records finished by a previous owner of their partition past its committed offset (recorded
+    /// in the commit), skipped without handling, by topic.
+    pub finished_before: IntCounterVec,
     /// Records that are not valid CloudEvents, by topic.
     pub invalid: IntCounterVec,
     /// Valid events no plugin subscribed to, by topic.
@@ -217,6 +220,12 @@ impl Metrics {
              transaction markers, or records a broker failed to return.",
             &["topic"],
         );
+        let finished_before = counter(
+            "weft_events_finished_before_total",
+            "Records a previous owner of their partition finished past its committed offset (recorded with \
+             the commit), skipped without being handled again.",
+            &["topic"],
+        );
         let invalid =
             counter("weft_events_invalid_total", "Records that are not valid CloudEvents.", &["topic"]);
         let unrouted =
@@ -363,6 +372,7 @@ impl Metrics {
             registry,
             received,
             offsets_skipped,
+            finished_before,
             invalid,
             unrouted,
             handled,

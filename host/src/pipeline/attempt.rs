@@ -102,7 +102,10 @@ impl Lane {
                     child.to_string()
                 });
             match self.call(job, event, &plugin, trace.as_deref()).instrument(span.clone()).await {
-                Ok(emits) if emits.settled() => self.handled(job, &plugin, emits.count()),
+                Ok(mut emits) if emits.settled() => {
+                    job.held.extend(emits.take_held());
+                    self.handled(job, &plugin, emits.count());
+                }
                 Ok(emits) => acks.push(Ack { plugin, attempt, emits }),
                 Err(failure) => {
                     let _entered = span.enter();
@@ -222,6 +225,13 @@ impl Lane {
     /// commits nothing past it, other keys and lanes go on), or, at shutdown, it is left
     /// uncommitted for the next owner of its partition.
     async fn write_letters(&self, job: &mut Job) -> Option<Progress> {
+        if self.pipeline.exactly_once() {
+            // Written by the event's transaction, with what its handlers emitted.
+            for letter in std::mem::take(&mut job.letters) {
+                job.held.push(self.pipeline.dead_letters.held(&job.raw, &letter));
+            }
+            return None;
+        }
         while let Some(letter) = job.letters.first() {
             if self.pipeline.dead_letters.write(&job.raw, letter).await.is_err() {
                 if self.pipeline.stopping() {

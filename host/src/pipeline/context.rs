@@ -10,6 +10,8 @@ use crate::kafka_out::dead_letters::DeadLetters;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::pipeline::catalog::Catalog;
+use crate::pipeline::handoff::{Handoff, Transactions};
+use crate::pipeline::job::Job;
 use crate::pipeline::offsets::{OffsetTracker, Ticket};
 
 /// The pipeline's shared state: built once by the host, held by the fetch loop and every lane.
@@ -26,6 +28,8 @@ pub struct PipelineContext {
     pub catalog: Arc<Catalog>,
     /// Where failing acknowledgements of emitted events are reported, for `/readyz`.
     pub health: Arc<Health>,
+    /// With exactly-once delivery, the transaction committer that finishes events.
+    pub transactions: Option<Transactions>,
 }
 
 impl PipelineContext {
@@ -33,6 +37,22 @@ impl PipelineContext {
     /// next store of finished positions.
     pub fn finish(&self, ticket: &Ticket) {
         self.tracker.finish(ticket);
+    }
+
+    /// Marks a job every plugin is done with finished: at once, or (exactly-once delivery) by
+    /// handing it over, with the records it holds, to the transaction that commits it.
+    pub fn finish_job(&self, job: Job) {
+        match &self.transactions {
+            Some(transactions) => {
+                transactions.finished(Handoff { ticket: job.ticket, records: job.held, share: job.share })
+            }
+            None => self.finish(&job.ticket),
+        }
+    }
+
+    /// Whether events are delivered exactly once (through transactions).
+    pub fn exactly_once(&self) -> bool {
+        self.transactions.is_some()
     }
 
     /// Lets go of an event of a revoked partition without handling it: the next owner will.

@@ -34,6 +34,9 @@ pub struct Job {
     /// dead-letter topic refused it): the event waits aside, like a parked retry, and is finished
     /// only once they are written.
     pub letters: Vec<Letter>,
+    /// Exactly-once delivery: what its handlers emitted and the dead letters it needs, held until
+    /// the event is handed over to its transaction.
+    pub held: Vec<crate::kafka_out::outgoing::Outgoing>,
     /// The wait before the next try of `letters`: 100 ms, doubling to 10 s.
     pub letter_backoff: std::time::Duration,
     /// When the consumer handed the record to Weft: the start of Weft's own part of its delay.
@@ -62,6 +65,7 @@ impl Job {
             share,
             series,
             letters: vec![letter],
+            held: Vec::new(),
             letter_backoff: FIRST_LETTER_BACKOFF,
             received,
         }

@@ -184,8 +184,10 @@ impl Lane {
         let key = || key.unwrap_or_else(|| ParkKey::of(&job.record));
         match progress {
             Progress::Done => {
-                self.done(&job);
-                self.pipeline.tracker.stop(&job.ticket);
+                let ticket = job.ticket.clone();
+                self.done(job);
+                self.pipeline.tracker.stop(&ticket);
+                return Some(queue);
             }
             Progress::Retry(delay) => {
                 self.pipeline.tracker.stop(&job.ticket);
@@ -264,15 +266,18 @@ impl Lane {
                 && job.letters.is_empty()
                 && outcomes.iter().all(|(_, _, o)| o.is_ok())
             {
-                self.done(&job);
+                let ticket = job.ticket.clone();
+                self.done(job);
+                // The claim its attempt held through the acknowledgement wait.
+                self.pipeline.tracker.stop(&ticket);
+            } else {
+                self.pipeline.tracker.stop(&job.ticket);
             }
-            // The claim its attempt held through the acknowledgement wait.
-            self.pipeline.tracker.stop(&job.ticket);
         }
     }
 
     /// Finishes a job every plugin is done with, recording its end-to-end delay and Weft's part of it.
-    pub(super) fn done(&self, job: &Job) {
+    pub(super) fn done(&self, job: Job) {
         job.series.host_time.observe(job.received.elapsed().as_secs_f64());
         if let Some(ts) = job.record.timestamp_ms {
             let now = std::time::SystemTime::now()
@@ -280,7 +285,7 @@ impl Lane {
                 .map_or(0, |d| d.as_millis() as i64);
             job.series.delay.observe((now - ts).max(0) as f64 / 1e3);
         }
-        self.pipeline.finish(&job.ticket);
+        self.pipeline.finish_job(job);
     }
 
     /// Drops the waiting events of partitions revoked from this member (their next owner handles

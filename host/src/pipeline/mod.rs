@@ -11,7 +11,7 @@
 //!   delivery.
 //! - [`offsets`]: in-flight offsets per partition and the contiguous commit position;
 //!   [`in_flight`]: the events and bytes the host holds; [`context`]: what the fetch loop and every
-//!   lane share.
+//!   lane share; [`handoff`]: exactly-once delivery's way from a finished event to its transaction.
 //!
 //! Imports: the sandbox (plugins and their calls), Kafka out (dead letters, emit acknowledgements)
 //! and the layers below. Nothing here reads from Kafka.
@@ -19,6 +19,7 @@
 pub mod attempt;
 pub mod catalog;
 pub mod context;
+pub mod handoff;
 pub mod in_flight;
 pub mod job;
 pub mod lane;

@@ -50,6 +50,38 @@ struct Partition {
     /// Events of this partition under way: handler calls, dead-letter writes, and acknowledgements
     /// of emitted events awaited.
     running: usize,
+    /// Runs of finished events in `pending` (past the unfinished head).
+    runs: usize,
+}
+
+/// Where a partition's commit stands: the offset to commit, and the runs of events finished
+/// past it (first and last offset of each), which a commit records so that the partition's next
+/// owner skips them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPoint {
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset to commit: the first event not finished.
+    pub offset: i64,
+    /// Runs of events finished past `offset`, in order, as `(first, last)` offsets.
+    pub finished_past: Vec<(i64, i64)>,
+}
+
+/// The runs of finished events in `pending`, as `(first, last)` offsets.
+fn finished_runs(pending: &VecDeque<Pending>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    let mut previous_finished = false;
+    for event in pending {
+        match (event.finished, previous_finished) {
+            (true, true) => runs.last_mut().expect("a run is open").1 = event.offset,
+            (true, false) => runs.push((event.offset, event.offset)),
+            (false, _) => {}
+        }
+        previous_finished = event.finished;
+    }
+    runs
 }
 
 /// One in-flight event of a partition.
@@ -72,6 +104,9 @@ impl Partition {
     }
 }
 
+/// Per partition, runs of offsets (first and last) finished by a previous owner.
+type FinishedBefore = HashMap<(String, i32), Vec<(i64, i64)>>;
+
 /// Every tracked partition's state, by topic and partition.
 type Partitions = HashMap<String, HashMap<i32, Partition>>;
 
@@ -80,6 +115,10 @@ type Partitions = HashMap<String, HashMap<i32, Partition>>;
 pub struct OffsetTracker {
     partitions: Mutex<Partitions>,
     generations: AtomicU64,
+    /// Per partition, events a previous owner finished past its committed offset (read from the
+    /// commit's metadata at assignment), as runs of offsets: they are finished at once when
+    /// fetched, never handled again.
+    finished_before: Mutex<FinishedBefore>,
     /// Counts revocations, so that lanes let go of the revoked partitions' waiting events at once.
     revocations: tokio::sync::watch::Sender<u64>,
 }
@@ -89,6 +128,7 @@ impl Default for OffsetTracker {
         Self {
             partitions: Mutex::default(),
             generations: AtomicU64::default(),
+            finished_before: Mutex::default(),
             revocations: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -139,6 +179,7 @@ impl OffsetTracker {
             stored: None,
             revoked: false,
             running: 0,
+            runs: 0,
         });
         if state.pending.back().is_some_and(|last| offset <= last.offset)
             || state.position.is_some_and(|position| offset < position)
@@ -155,6 +196,7 @@ impl OffsetTracker {
                 state.position = None;
                 state.stored = None;
             }
+            state.runs = finished_runs(&state.pending).len();
         }
         let expected = state.pending.back().map(|last| last.offset + 1).or(state.position);
         let skipped = expected.map_or(0, |expected| offset - expected);
@@ -172,16 +214,97 @@ impl OffsetTracker {
         let state = state(&mut partitions, &ticket.topic, ticket.partition)
             .filter(|s| s.generation == ticket.generation)?;
         let index = state.find(ticket)?;
+        if state.pending[index].finished {
+            return None;
+        }
+        let joins_before = index > 0 && state.pending[index - 1].finished;
+        let joins_after = state.pending.get(index + 1).is_some_and(|p| p.finished);
         state.pending[index].finished = true;
+        state.runs = state.runs + 1 - usize::from(joins_before) - usize::from(joins_after);
         let mut next = None;
         while let Some(head) = state.pending.front().filter(|head| head.finished) {
             next = Some(head.offset + 1);
             state.pending.pop_front();
         }
         if next.is_some() {
+            // The run at the head is committed, no longer a run past the head.
+            state.runs -= 1;
             state.position = next;
         }
         next
+    }
+
+    /// Whether the ticket's partition is still tracked under the assignment the ticket was
+    /// issued for (not forgotten, not assigned anew since), revoked or not.
+    pub fn tracked(&self, ticket: &Ticket) -> bool {
+        let mut partitions = self.lock();
+        state(&mut partitions, &ticket.topic, ticket.partition)
+            .is_some_and(|s| s.generation == ticket.generation)
+    }
+
+    /// Whether finishing the ticket's event keeps the runs of finished events past its
+    /// partition's head within `max_runs` (what a commit's metadata can record). The head itself
+    /// can always finish.
+    pub fn can_finish(&self, ticket: &Ticket, max_runs: usize) -> bool {
+        let mut partitions = self.lock();
+        let Some(state) = state(&mut partitions, &ticket.topic, ticket.partition)
+            .filter(|s| s.generation == ticket.generation)
+        else {
+            return true;
+        };
+        let Some(index) = state.find(ticket) else { return true };
+        let joins = (index > 0 && state.pending[index - 1].finished)
+            || state.pending.get(index + 1).is_some_and(|p| p.finished);
+        index == 0 || joins || state.runs < max_runs
+    }
+
+    /// Every tracked partition's [`CommitPoint`] (revoked ones too, until forgotten). The runs a
+    /// previous owner finished that are not fetched yet stay recorded.
+    pub fn commit_points(&self) -> Vec<CommitPoint> {
+        let partitions = self.lock();
+        let before = self.finished_before.lock().expect("finished-before lock poisoned");
+        each(&partitions)
+            .filter_map(|(topic, partition, state)| {
+                let offset = state.position.or_else(|| state.pending.front().map(|p| p.offset))?;
+                let mut finished_past = finished_runs(&state.pending);
+                let fetched = state.pending.back().map_or(offset - 1, |last| last.offset);
+                if let Some(runs) = before.get(&(topic.to_string(), partition)) {
+                    finished_past.extend(
+                        runs.iter()
+                            .filter(|(_, last)| *last > fetched)
+                            .map(|(first, last)| ((*first).max(fetched + 1), *last)),
+                    );
+                }
+                Some(CommitPoint { topic: topic.to_string(), partition, offset, finished_past })
+            })
+            .collect()
+    }
+
+    /// Records what a previous owner of the partition finished past its committed offset: those
+    /// events are finished at once when fetched ([`OffsetTracker::finished_before`]).
+    pub fn set_finished_before(&self, topic: &str, partition: i32, runs: Vec<(i64, i64)>) {
+        let mut finished = self.finished_before.lock().expect("finished-before lock poisoned");
+        if runs.is_empty() {
+            finished.remove(&(topic.to_string(), partition));
+        } else {
+            finished.insert((topic.to_string(), partition), runs);
+        }
+    }
+
+    /// Whether the ticket's event was finished by a previous owner of its partition (see
+    /// [`OffsetTracker::set_finished_before`]).
+    pub fn finished_before(&self, ticket: &Ticket) -> bool {
+        let mut finished = self.finished_before.lock().expect("finished-before lock poisoned");
+        if finished.is_empty() {
+            return false;
+        }
+        let key = (ticket.topic.to_string(), ticket.partition);
+        let Some(runs) = finished.get(&key) else { return false };
+        let done = runs.iter().any(|(first, last)| (*first..=*last).contains(&ticket.offset));
+        if runs.last().is_some_and(|(_, last)| ticket.offset >= *last) {
+            finished.remove(&key);
+        }
+        done
     }
 
     /// Calls `store` with every partition whose position moved since the last call, as
@@ -282,6 +405,7 @@ impl OffsetTracker {
 
     /// Forgets a partition (it was revoked). Tickets issued for it are ignored from now on.
     pub fn forget(&self, topic: &str, partition: i32) {
+        self.set_finished_before(topic, partition, Vec::new());
         let mut partitions = self.lock();
         if let Some(by_partition) = partitions.get_mut(topic) {
             by_partition.remove(&partition);
@@ -518,6 +642,48 @@ mod tests {
         assert_eq!(t.running("t", 0), 0);
         t.forget("t", 0);
         assert!(!t.start(&waiting), "forgotten: not ours either");
+    }
+
+    #[test]
+    fn commit_points_record_the_runs_finished_past_the_head() {
+        let t = OffsetTracker::new();
+        let tickets: Vec<Ticket> = (10..20).map(|offset| t.begin("t", 0, offset)).collect();
+        for offset in [12, 13, 15, 16, 17] {
+            t.finish(&tickets[offset - 10]);
+        }
+        let points = t.commit_points();
+        assert_eq!(points.len(), 1);
+        assert_eq!((points[0].offset, points[0].finished_past.clone()), (10, vec![(12, 13), (15, 17)]));
+        // Two runs past the head: a third may not open, but joining one, or the head, may.
+        assert!(!t.can_finish(&tickets[9], 2), "19 would open a third run");
+        assert!(t.can_finish(&tickets[8], 2), "18 joins 15-17");
+        assert!(t.can_finish(&tickets[4], 2), "14 joins two runs");
+        assert!(t.can_finish(&tickets[0], 2), "the head always may");
+        t.finish(&tickets[0]);
+        t.finish(&tickets[1]);
+        let point = &t.commit_points()[0];
+        assert_eq!((point.offset, point.finished_past.clone()), (14, vec![(15, 17)]), "10-13 committed");
+        assert!(t.can_finish(&tickets[9], 2), "one run left past the head");
+    }
+
+    #[test]
+    fn events_a_previous_owner_finished_are_known_and_stay_recorded_until_fetched() {
+        let t = OffsetTracker::new();
+        t.set_finished_before("t", 0, vec![(12, 13), (20, 25)]);
+        let head = t.begin("t", 0, 10);
+        let point = &t.commit_points()[0];
+        assert_eq!((point.offset, point.finished_past.clone()), (10, vec![(12, 13), (20, 25)]));
+        assert!(!t.finished_before(&head));
+        let eleven = t.begin("t", 0, 11);
+        let twelve = t.begin("t", 0, 12);
+        assert!(!t.finished_before(&eleven));
+        assert!(t.finished_before(&twelve));
+        t.finish(&twelve);
+        let point = &t.commit_points()[0];
+        assert_eq!(point.finished_past, vec![(12, 12), (13, 13), (20, 25)], "13 is not fetched yet");
+        t.forget("t", 0);
+        let again = t.begin("t", 0, 20);
+        assert!(!t.finished_before(&again), "a revocation forgets them");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use rdkafka::producer::DeliveryFuture;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::kafka_out::emit::{EmitError, Emitter};
+use crate::kafka_out::emit::{EmitError, Emitter, Sent};
+use crate::kafka_out::outgoing::Outgoing;
 use crate::sandbox::bindings::{self, EmitError as WitEmitError, LogLevel};
 use crate::sandbox::limiter::Limiter;
 use crate::sandbox::plugin_log::{PluginLog, Stdio};
@@ -41,6 +42,8 @@ pub struct HostState {
     /// Broker acknowledgements of the events emitted by the current call; awaited before the input
     /// counts as handled.
     pub(crate) pending: Vec<DeliveryFuture>,
+    /// The events the current call emitted, held for the event's transaction (exactly-once).
+    pub(crate) held: Vec<Outgoing>,
     /// What the current call has emitted, against its quota.
     pub(crate) quota: EmitQuota,
     /// When the current call must stop.
@@ -83,6 +86,7 @@ impl HostState {
             limits,
             env,
             pending: Vec::new(),
+            held: Vec::new(),
             quota: EmitQuota::new(0, 0),
             deadline: Instant::now(),
             timeout: Duration::ZERO,
@@ -206,8 +210,12 @@ impl bindings::host::Host for HostState {
             event.extensions.push(("traceparent".into(), traceparent.clone()));
         }
         match self.env.emitter.send(&topic, event, key.as_deref()) {
-            Ok(delivery) => {
-                self.pending.extend(delivery);
+            Ok(sent) => {
+                match sent {
+                    Sent::OnItsWay(delivery) => self.pending.push(delivery),
+                    Sent::Held(record) => self.held.push(record),
+                    Sent::Taken => {}
+                }
                 self.quota.add(size);
                 Ok(())
             }

@@ -146,6 +146,7 @@ impl Instances {
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, deadline, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
+        let held = std::mem::take(&mut instance.store.data_mut().held);
         let unavailable = instance.store.data_mut().emit_unavailable.take();
         let count = instance.store.data().quota.events();
         let returned = match result {
@@ -159,7 +160,7 @@ impl Instances {
             self.pool.lock().expect("pool lock poisoned").push(instance);
         }
         drop(permit);
-        returned.map(|()| Emits::new(pending, count)).map_err(|error| {
+        returned.map(|()| Emits::new(pending, held, count)).map_err(|error| {
             match (Failure::from(error), unavailable) {
                 // The plugin gave up because the host could not take what it emitted (a full producer
                 // queue): backpressure from the cluster, not a failure of the event.

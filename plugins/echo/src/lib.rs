@@ -17,6 +17,8 @@
 //! - `failmode=retryable`: returns a retryable error while `attempt < failuntil` (never succeeds
 //!   without `failuntil`), with `faildelayms` as the delay hint if present, and a reason
 //!   `failreasonbytes` bytes longer than usual if present.
+//! - `failmode=emitthenfail`: emits its usual output, then returns a retryable error while
+//!   `attempt < failuntil` (what a failed attempt emitted must not be delivered with exactly-once).
 //! - `failmode=trap`: panics. `failmode=loop`: never returns. `failmode=alloc`: allocates until it
 //!   is stopped.
 //! - The config key `startms` makes every instance's start-up code (run when it is instantiated)
@@ -65,6 +67,9 @@ impl Guest for Echo {
                 .map(|value| drop(std::hint::black_box(value)))
                 .map_err(|e| HandleError::Permanent(format!("data is not JSON: {e}")));
         }
+        let fail_after_emit = (extension(&event, "failmode") == Some("emitthenfail")
+            && delivery.attempt < extension(&event, "failuntil").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX))
+        .then(|| extension(&event, "faildelayms").and_then(|n| n.parse().ok()));
         let topic = host::config_get("output-topic").unwrap_or_else(|| format!("{}.out", delivery.topic));
         let version = host::config_get("version")
             .unwrap_or_else(|| if cfg!(feature = "v2") { "v2" } else { "v1" }.into());
@@ -88,7 +93,14 @@ impl Guest for Echo {
         };
         host::emit(&topic, &output, delivery.key.as_deref()).map_err(|e| {
             HandleError::Retryable(RetryableError { reason: format!("emit failed: {e:?}"), delay_ms: None })
-        })
+        })?;
+        match fail_after_emit {
+            Some(delay_ms) => Err(HandleError::Retryable(RetryableError {
+                reason: format!("attempt {} failed after emitting", delivery.attempt),
+                delay_ms,
+            })),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,0 +1,262 @@
+//! Exactly-once delivery's transaction committer: one thread with the member's transactional
+//! producer. It writes every finished event handed over by the lanes (what its handlers emitted,
+//! the dead letters it needs) into the open transaction, finishes the event in the offset tracker,
+//! and commits the transaction with the consumed offsets (`send_offsets_to_transaction` with the
+//! consumer's group metadata, so a member that lost its partitions is fenced) when it is
+//! `delivery.transaction_interval_ms` old, holds `delivery.transaction_max_events` events, or a
+//! revocation or shutdown asks. A commit records the events finished past the committed offset in
+//! the commit's metadata, so that the partition's next owner skips them.
+//!
+//! A transaction that cannot commit is aborted and the committer stops with the cause: the host
+//! stops (the process exits non-zero) and its partitions are handled again from the last
+//! committed transaction, by whoever owns them next.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::kafka_in::commit::{MAX_FINISHED_RUNS, finished_metadata};
+use crate::kafka_in::group::WeftConsumer;
+use crate::pipeline::handoff::{Handoff, Request};
+use crate::pipeline::offsets::{CommitPoint, OffsetTracker, Ticket};
+
+/// The member's transactional producer.
+pub type TransactionalProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// How long one transactional request (init, offsets, commit, abort) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The committer's state: the producer, what the open transaction holds, and events that wait
+/// for their partition's head before they can be recorded.
+pub struct Committer {
+    producer: TransactionalProducer,
+    consumer: Arc<WeftConsumer>,
+    tracker: Arc<OffsetTracker>,
+    interval: Duration,
+    max_events: usize,
+    /// When the open transaction began; `None`: none is open.
+    began: Option<Instant>,
+    /// The events written into the open transaction.
+    written: Vec<Ticket>,
+    /// Per partition, finished events that would open more runs past the head than a commit can
+    /// record: they wait, in order, with their records unwritten, until the head moves.
+    waiting: HashMap<(Arc<str>, i32), VecDeque<Handoff>>,
+    /// The commit points of the last commit, so unchanged partitions are not sent again.
+    committed: HashMap<(String, i32), CommitPoint>,
+}
+
+impl Committer {
+    /// A committer writing through `producer` (made with `transactional.id`) for `consumer`'s group.
+    pub fn new(
+        producer: TransactionalProducer,
+        consumer: Arc<WeftConsumer>,
+        tracker: Arc<OffsetTracker>,
+        interval: Duration,
+        max_events: usize,
+    ) -> Self {
+        Self {
+            producer,
+            consumer,
+            tracker,
+            interval,
+            max_events,
+            began: None,
+            written: Vec::new(),
+            waiting: HashMap::new(),
+            committed: HashMap::new(),
+        }
+    }
+
+    /// Registers the transactional id with the cluster, fencing an earlier producer with the same
+    /// id and aborting what it left open.
+    pub fn init(&self) -> anyhow::Result<()> {
+        self.producer
+            .init_transactions(REQUEST_TIMEOUT)
+            .context("initialising the transactional producer (delivery.mode = \"exactly-once\")")
+    }
+
+    /// Serves `requests` until asked to stop, or until a transaction fails (the error says why).
+    pub fn run(mut self, requests: Receiver<Request>) -> anyhow::Result<()> {
+        loop {
+            let wait =
+                self.began.map_or(self.interval, |began| self.interval.saturating_sub(began.elapsed()));
+            match requests.recv_timeout(wait) {
+                Ok(Request::Finished(handoff)) => self.take(handoff)?,
+                Ok(Request::Commit(reply)) => {
+                    let result = self.commit();
+                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+                    result?;
+                }
+                Ok(Request::Stop(reply)) => {
+                    let result = self.commit();
+                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+                    return result;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: the host is going away without a stop.
+                Err(RecvTimeoutError::Disconnected) => return self.commit(),
+            }
+            let due = self.began.is_some_and(|began| began.elapsed() >= self.interval);
+            if due || self.written.len() >= self.max_events {
+                self.commit()?;
+            }
+        }
+    }
+
+    /// Takes a finished event: written now, or waiting behind its partition's earlier waiting
+    /// events or for the head to move.
+    fn take(&mut self, handoff: Handoff) -> anyhow::Result<()> {
+        let key = (handoff.ticket.topic.clone(), handoff.ticket.partition);
+        match self.waiting.get_mut(&key) {
+            Some(queue) => queue.push_back(handoff),
+            None if self.tracker.can_finish(&handoff.ticket, MAX_FINISHED_RUNS) => self.write(handoff)?,
+            None => {
+                tracing::debug!(topic = %key.0, partition = key.1, "too many events finished past the head; waiting for it");
+                self.waiting.entry(key).or_default().push_back(handoff);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the event's records into the open transaction and finishes it.
+    fn write(&mut self, handoff: Handoff) -> anyhow::Result<()> {
+        if !self.tracker.tracked(&handoff.ticket) {
+            // Its partition was revoked and let go without waiting for it: the next owner handles it.
+            return Ok(());
+        }
+        self.begin()?;
+        for outgoing in &handoff.records {
+            let mut record = outgoing.record();
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The queue drains as the brokers take batches.
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((error, _)) => {
+                        return Err(
+                            self.abort(anyhow!(error).context(format!("writing to {}", outgoing.topic)))
+                        );
+                    }
+                }
+            }
+        }
+        self.tracker.finish(&handoff.ticket);
+        self.written.push(handoff.ticket);
+        Ok(())
+    }
+
+    fn begin(&mut self) -> anyhow::Result<()> {
+        if self.began.is_none() {
+            self.producer.begin_transaction().context("beginning a transaction")?;
+            self.began = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting events whose turn came, then commits the open transaction with the
+    /// consumed offsets of every partition whose commit point moved.
+    fn commit(&mut self) -> anyhow::Result<()> {
+        self.write_waiting()?;
+        let offsets = self.moved_offsets()?;
+        if self.began.is_none() && offsets.count() == 0 {
+            return Ok(());
+        }
+        self.begin()?;
+        if offsets.count() > 0 {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| anyhow!("the consumer has no group metadata (it is not in its group)"))
+                .map_err(|e| self.abort(e))?;
+            if let Err(error) = self.producer.send_offsets_to_transaction(&offsets, &group, REQUEST_TIMEOUT) {
+                return Err(
+                    self.abort(anyhow!(error).context("adding the consumed offsets to the transaction"))
+                );
+            }
+        }
+        // A partition let go while its events were written would commit them without their
+        // offsets: abort instead, and let its next owner handle them.
+        if let Some(lost) = self.written.iter().find(|ticket| !self.tracker.tracked(ticket)) {
+            let lost = format!("{}/{}", lost.topic, lost.partition);
+            return Err(
+                self.abort(anyhow!("partition {lost} was let go while its events were being written"))
+            );
+        }
+        if let Err(error) = self.producer.commit_transaction(REQUEST_TIMEOUT) {
+            return Err(self.abort(anyhow!(error).context("committing the transaction")));
+        }
+        self.began = None;
+        self.written.clear();
+        Ok(())
+    }
+
+    fn write_waiting(&mut self) -> anyhow::Result<()> {
+        let keys: Vec<_> = self.waiting.keys().cloned().collect();
+        for key in keys {
+            while let Some(front) = self.waiting.get(&key).and_then(VecDeque::front) {
+                if self.tracker.tracked(&front.ticket)
+                    && !self.tracker.can_finish(&front.ticket, MAX_FINISHED_RUNS)
+                {
+                    break;
+                }
+                let handoff = self.waiting.get_mut(&key).and_then(VecDeque::pop_front).expect("a front");
+                self.write(handoff)?;
+            }
+            if self.waiting.get(&key).is_some_and(VecDeque::is_empty) {
+                self.waiting.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The consumed offsets (with the runs finished past them as metadata) of the partitions whose
+    /// commit point changed since the last commit.
+    fn moved_offsets(&mut self) -> anyhow::Result<TopicPartitionList> {
+        let mut offsets = TopicPartitionList::new();
+        let points = self.tracker.commit_points();
+        let mut moved = Vec::new();
+        for point in points {
+            let key = (point.topic.clone(), point.partition);
+            if self.committed.get(&key) == Some(&point) {
+                continue;
+            }
+            offsets.add_partition_offset(&point.topic, point.partition, Offset::Offset(point.offset))?;
+            if let Some(mut element) = offsets.find_partition(&point.topic, point.partition) {
+                element.set_metadata(finished_metadata(point.offset, &point.finished_past));
+            }
+            moved.push((key, point));
+        }
+        // Remembered now; a failed commit stops the committer, so nothing is sent twice wrongly.
+        for (key, point) in moved {
+            self.committed.insert(key, point);
+        }
+        if offsets.count() > 0 && self.committed.len() > 4 * offsets.count().max(64) {
+            // Forget partitions no longer tracked.
+            let live: std::collections::HashSet<(String, i32)> =
+                self.tracker.commit_points().into_iter().map(|p| (p.topic, p.partition)).collect();
+            self.committed.retain(|key, _| live.contains(key));
+        }
+        Ok(offsets)
+    }
+
+    /// Aborts the open transaction after `error`; returns the error, with the abort's own if it
+    /// failed too.
+    fn abort(&mut self, error: anyhow::Error) -> anyhow::Error {
+        self.began = None;
+        self.written.clear();
+        match self.producer.abort_transaction(REQUEST_TIMEOUT) {
+            Ok(()) => error.context("the transaction was aborted"),
+            Err(abort) => error.context(format!("the transaction could not be aborted either: {abort}")),
+        }
+    }
+}

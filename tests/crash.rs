@@ -4,6 +4,9 @@
 //! has no output; at the end every input has been handled at least once and a graceful stop
 //! commits to the end. The number of duplicates (events handled again after a kill) is printed.
 //!
+//! With exactly-once delivery, a member frozen (SIGSTOP) past its session timeout is fenced: it
+//! cannot commit what it had under way, and every output is read exactly once.
+//!
 //! A killed process does not leave the group: its partitions move to the restarted one when its
 //! session times out, so the test uses a short `session.timeout.ms`.
 
@@ -66,4 +69,58 @@ async fn sigkill_three_times_loses_nothing_and_commits_nothing_unhandled() {
     for (p, (committed, end)) in committed_and_end(&group, &topic, PARTITIONS).into_iter().enumerate() {
         assert_eq!(committed, end, "partition {p}");
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to the process.
+fn signal(child: &WeftProcess, signal: &str) {
+    let status =
+        std::process::Command::new("kill").args([&format!("-{signal}"), &child.0.id().to_string()]).status();
+    assert!(status.unwrap().success(), "sending SIG{signal}");
+}
+
+/// Exactly-once delivery: a member frozen (SIGSTOP) past its session timeout while events flow
+/// loses its partitions to the other member; resumed, it cannot commit what it had under way (its
+/// transaction is fenced), and nothing it emitted is delivered: every event's output is read
+/// exactly once, in key order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_frozen_past_its_session_is_fenced_and_nothing_it_emitted_appears() {
+    let (topic, output) = topic_pair("fenced", PARTITIONS).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let group = unique("fenced-group");
+    let (config_a, config_b) = (
+        echo_run_config_exactly_once(&dir, &group, &topic, &output, "a"),
+        echo_run_config_exactly_once(&dir, &group, &topic, &output, "b"),
+    );
+    // Member a keeps its transactions open for 4 s, so the freeze finds one with events in it.
+    let mut text = std::fs::read_to_string(&config_a).unwrap();
+    text.push_str("transaction_interval_ms = 4000\n");
+    std::fs::write(&config_a, text).unwrap();
+    let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
+    const COUNT: usize = 15_000;
+    let producing =
+        produce_steadily_failing(&topic, "s", 30, 100, 1, "emitthenfail", Duration::from_millis(500));
+    let mut a = spawn(&config_a, &log_a);
+    let mut b = spawn(&config_b, &log_b);
+    // Both members handle events for a while, then one is frozen with its work under way.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    signal(&a, "STOP");
+    eprintln!("member a frozen");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    signal(&a, "CONT");
+    eprintln!("member a resumed");
+    producing.await.unwrap();
+    let outputs = read_until(&output, Duration::from_secs(180), distinct_ids(COUNT)).await;
+    // What the resumed member might still get through would show up by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let outputs =
+        if outputs.len() == COUNT { read_all(&output, Duration::from_secs(3)).await } else { outputs };
+    assert_exactly_once_in_key_order(&outputs, "s", COUNT);
+    let a_exit = a.0.try_wait().unwrap();
+    let a_log = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let refused = a_log.lines().filter(|l| l.contains("ERROR") && l.contains("transaction")).count();
+    eprintln!("member a after it resumed: {a_exit:?}; {refused} transaction errors in its log");
+    // It could not commit what it had under way: its transaction was refused, and it stopped.
+    assert!(refused > 0, "member a committed after its partitions were taken; log: {}", log_a.display());
+    assert!(a_exit.is_some_and(|status| !status.success()), "member a went on after it was fenced");
+    assert!(b.stop().success(), "member b; log: {}", log_b.display());
 }

@@ -621,6 +621,40 @@ pub fn echo_run_config(dir: &Path, group: &str, topic: &str, output: &str) -> Pa
     config
 }
 
+/// [`echo_run_config`] with exactly-once delivery under the stable transactional id `id` (a
+/// restarted member with the same id aborts what its predecessor left open).
+pub fn echo_run_config_exactly_once(dir: &Path, group: &str, topic: &str, output: &str, id: &str) -> PathBuf {
+    let config = echo_run_config(dir, group, topic, output);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[delivery]\nmode = \"exactly-once\"\ntransactional_id = \"{group}-{id}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Checks that every id `<prefix>-<n>` for `n` below `count` has exactly one output and that each
+/// key's outputs follow its inputs' order; returns how many outputs there were.
+pub fn assert_exactly_once_in_key_order(outputs: &[Output], prefix: &str, count: usize) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for o in outputs {
+        *seen.entry(o.header("ce_id").expect("ce_id")).or_default() += 1;
+    }
+    let twice: Vec<String> =
+        seen.iter().filter(|(_, n)| **n > 1).take(10).map(|(id, n)| format!("{id}×{n}")).collect();
+    assert!(twice.is_empty(), "outputs delivered more than once: {twice:?}");
+    let missing: Vec<usize> =
+        (0..count).filter(|n| !seen.contains_key(format!("{prefix}-{n}").as_str())).take(10).collect();
+    assert!(missing.is_empty(), "never handled: {prefix}-{missing:?}");
+    assert_eq!(seen.len(), count, "outputs for events that were never produced");
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for o in outputs {
+        let n: u64 = o.header("ce_id").unwrap()[prefix.len() + 1..].parse().expect("a numbered id");
+        let key = o.key.as_deref().unwrap_or_default();
+        if let Some(previous) = last.insert(key, n) {
+            assert!(previous < n, "key {key}: {prefix}-{n} delivered after {prefix}-{previous}");
+        }
+    }
+}
+
 /// Produces `chunks` × 500 binary-mode events to `topic` in the background, a chunk every `pause`,
 /// in multi-record batches: ids `<prefix>-<n>`, keys `user-<n % keys>`, type `com.example.test`.
 /// Every event of the first `retried_keys` keys asks echo to fail its first attempt, so it is
@@ -631,6 +665,20 @@ pub fn produce_steadily(
     chunks: u64,
     keys: u64,
     retried_keys: u64,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    produce_steadily_failing(topic, prefix, chunks, keys, retried_keys, "retryable", pause)
+}
+
+/// [`produce_steadily`], the first attempts of the retried keys' events failing with echo's
+/// `failmode` (`retryable`, or `emitthenfail`: emit, then fail).
+pub fn produce_steadily_failing(
+    topic: &str,
+    prefix: &str,
+    chunks: u64,
+    keys: u64,
+    retried_keys: u64,
+    failmode: &'static str,
     pause: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let (topic, prefix) = (topic.to_string(), prefix.to_string());
@@ -645,7 +693,7 @@ pub fn produce_steadily(
                     ("ce_type".to_string(), b"com.example.test".to_vec()),
                 ];
                 if n % keys < retried_keys {
-                    headers.push(("ce_failmode".to_string(), b"retryable".to_vec()));
+                    headers.push(("ce_failmode".to_string(), failmode.as_bytes().to_vec()));
                     headers.push(("ce_failuntil".to_string(), b"2".to_vec()));
                     headers.push(("ce_faildelayms".to_string(), b"100".to_vec()));
                 }

@@ -50,14 +50,14 @@ pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTrack
 /// Runs of events finished past the committed offset that one commit records, at most: the
 /// broker keeps `offset.metadata.max.bytes` (4 KiB by default) of metadata per partition. Past
 /// it, an event that would open a new run waits for the head (see `kafka_in/transactions.rs`).
-pub const MAX_FINISHED_RUNS: usize = 200;
+pub const MAX_FINISHED_RUNS: usize = 300;
 
 /// What marks Weft's offset-commit metadata, and its version.
 const METADATA_PREFIX: &str = "weft1:";
 
 /// The offset-commit metadata recording the runs of events finished past `offset`:
-/// `weft1:` then, per run, `start+length` relative to the end of the previous run (the first to
-/// `offset`), comma-separated. Empty when nothing is finished past `offset`.
+/// `weft1:` then, per run, `start+length` in base 36, `start` relative to the end of the previous
+/// run (the first to `offset`), comma-separated. Empty when nothing is finished past `offset`.
 pub fn finished_metadata(offset: i64, runs: &[(i64, i64)]) -> String {
     if runs.is_empty() {
         return String::new();
@@ -68,7 +68,9 @@ pub fn finished_metadata(offset: i64, runs: &[(i64, i64)]) -> String {
         if index > 0 {
             text.push(',');
         }
-        text.push_str(&format!("{}+{}", first - previous, last - first));
+        text.push_str(&base36(first - previous));
+        text.push('+');
+        text.push_str(&base36(last - first));
         previous = *last;
     }
     text
@@ -82,7 +84,9 @@ pub fn parse_finished(offset: i64, metadata: &str) -> Vec<(i64, i64)> {
     let mut previous = offset;
     for item in list.split(',') {
         let Some((gap, length)) = item.split_once('+') else { return Vec::new() };
-        let (Ok(gap), Ok(length)) = (gap.parse::<i64>(), length.parse::<i64>()) else { return Vec::new() };
+        let (Ok(gap), Ok(length)) = (i64::from_str_radix(gap, 36), i64::from_str_radix(length, 36)) else {
+            return Vec::new();
+        };
         if gap < 0 || length < 0 {
             return Vec::new();
         }
@@ -93,6 +97,19 @@ pub fn parse_finished(offset: i64, metadata: &str) -> Vec<(i64, i64)> {
     runs
 }
 
+/// `n` (not negative) in base 36, lower case.
+fn base36(mut n: i64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit((n % 36) as u32, 36).expect("a base-36 digit"));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,14 +118,14 @@ mod tests {
     fn finished_runs_round_trip_through_the_metadata() {
         let runs = [(12, 12), (14, 20), (1_000_000, 1_000_003)];
         let text = finished_metadata(10, &runs);
-        assert_eq!(text, "weft1:2+0,2+6,999980+3");
+        assert_eq!(text, "weft1:2+0,2+6,lfl8+3");
         assert_eq!(parse_finished(10, &text), runs);
         assert_eq!(finished_metadata(10, &[]), "");
     }
 
     #[test]
     fn foreign_or_damaged_metadata_records_nothing() {
-        for text in ["", "some other client's note", "weft1:2", "weft1:x+1", "weft1:-3+1", "weft1:1+-1"] {
+        for text in ["", "some other client's note", "weft1:2", "weft1:x!+1", "weft1:-3+1", "weft1:1+-1"] {
             assert_eq!(parse_finished(10, text), [], "{text:?}");
         }
     }

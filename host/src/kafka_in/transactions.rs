@@ -45,9 +45,14 @@ pub struct Committer {
     began: Option<Instant>,
     /// The events written into the open transaction.
     written: Vec<Ticket>,
-    /// Per partition, finished events that would open more runs past the head than a commit can
-    /// record: they wait, in order, with their records unwritten, until the head moves.
-    waiting: HashMap<(Arc<str>, i32), VecDeque<Handoff>>,
+    /// Finished events that would open more runs past their partition's head than a commit can
+    /// record, in the order they came: they wait, their records unwritten, until the head moves.
+    /// Later events of their keys wait behind them, so each key's outputs stay in order.
+    waiting: VecDeque<Handoff>,
+    /// How many events of each key (topic, partition, key hash) wait.
+    waiting_keys: HashMap<(Arc<str>, i32, u64), usize>,
+    /// When the waiting events were last looked at.
+    looked: Instant,
     /// The commit points of the last commit, so unchanged partitions are not sent again.
     committed: HashMap<(String, i32), CommitPoint>,
 }
@@ -69,7 +74,9 @@ impl Committer {
             max_events,
             began: None,
             written: Vec::new(),
-            waiting: HashMap::new(),
+            waiting: VecDeque::new(),
+            waiting_keys: HashMap::new(),
+            looked: Instant::now(),
             committed: HashMap::new(),
         }
     }
@@ -86,7 +93,7 @@ impl Committer {
     pub fn run(mut self, requests: Receiver<Request>) -> anyhow::Result<()> {
         loop {
             let wait =
-                self.began.map_or(self.interval, |began| self.interval.saturating_sub(began.elapsed()));
+                self.since().map_or(self.interval, |since| self.interval.saturating_sub(since.elapsed()));
             match requests.recv_timeout(wait) {
                 Ok(Request::Finished(handoff)) => self.take(handoff)?,
                 Ok(Request::Commit(reply)) => {
@@ -103,25 +110,33 @@ impl Committer {
                 // Every sender is gone: the host is going away without a stop.
                 Err(RecvTimeoutError::Disconnected) => return self.commit(),
             }
-            let due = self.began.is_some_and(|began| began.elapsed() >= self.interval);
+            let due = self.since().is_some_and(|since| since.elapsed() >= self.interval);
             if due || self.written.len() >= self.max_events {
                 self.commit()?;
             }
         }
     }
 
-    /// Takes a finished event: written now, or waiting behind its partition's earlier waiting
-    /// events or for the head to move.
+    /// Since when a commit has been due to come: the open transaction's start, or, with events
+    /// waiting, when they were last looked at (they are looked at again at the same cadence).
+    fn since(&self) -> Option<Instant> {
+        self.began.or(self.waiting.front().map(|_| self.looked))
+    }
+
+    /// Takes a finished event: written now, or waiting behind its key's earlier waiting events
+    /// or for its partition's head to move.
     fn take(&mut self, handoff: Handoff) -> anyhow::Result<()> {
-        let key = (handoff.ticket.topic.clone(), handoff.ticket.partition);
-        match self.waiting.get_mut(&key) {
-            Some(queue) => queue.push_back(handoff),
-            None if self.tracker.can_finish(&handoff.ticket, MAX_FINISHED_RUNS) => self.write(handoff)?,
-            None => {
-                tracing::debug!(topic = %key.0, partition = key.1, "too many events finished past the head; waiting for it");
-                self.waiting.entry(key).or_default().push_back(handoff);
-            }
+        let key = key_of(&handoff);
+        if !self.waiting_keys.contains_key(&key)
+            && self.tracker.can_finish(&handoff.ticket, MAX_FINISHED_RUNS)
+        {
+            return self.write(handoff);
         }
+        if self.waiting.is_empty() {
+            tracing::debug!(topic = %key.0, partition = key.1, offset = handoff.ticket.offset, "too many runs of events finished past the partition's head; events wait for it");
+        }
+        *self.waiting_keys.entry(key).or_default() += 1;
+        self.waiting.push_back(handoff);
         Ok(())
     }
 
@@ -129,6 +144,7 @@ impl Committer {
     fn write(&mut self, handoff: Handoff) -> anyhow::Result<()> {
         if !self.tracker.tracked(&handoff.ticket) {
             // Its partition was revoked and let go without waiting for it: the next owner handles it.
+            tracing::info!(topic = %handoff.ticket.topic, partition = handoff.ticket.partition, offset = handoff.ticket.offset, "event of a partition let go; not written");
             return Ok(());
         }
         self.begin()?;
@@ -167,6 +183,7 @@ impl Committer {
     /// consumed offsets of every partition whose commit point moved.
     fn commit(&mut self) -> anyhow::Result<()> {
         self.write_waiting()?;
+        self.looked = Instant::now();
         let offsets = self.moved_offsets()?;
         if self.began.is_none() && offsets.count() == 0 {
             return Ok(());
@@ -200,21 +217,28 @@ impl Committer {
         Ok(())
     }
 
+    /// Writes the waiting events that may finish now, in order; an event that still may not
+    /// holds back the later ones of its key.
     fn write_waiting(&mut self) -> anyhow::Result<()> {
-        let keys: Vec<_> = self.waiting.keys().cloned().collect();
-        for key in keys {
-            while let Some(front) = self.waiting.get(&key).and_then(VecDeque::front) {
-                if self.tracker.tracked(&front.ticket)
-                    && !self.tracker.can_finish(&front.ticket, MAX_FINISHED_RUNS)
-                {
-                    break;
+        let mut blocked = std::collections::HashSet::new();
+        for _ in 0..self.waiting.len() {
+            let handoff = self.waiting.pop_front().expect("counted");
+            let key = key_of(&handoff);
+            let may = !blocked.contains(&key)
+                && (!self.tracker.tracked(&handoff.ticket)
+                    || self.tracker.can_finish(&handoff.ticket, MAX_FINISHED_RUNS));
+            if !may {
+                blocked.insert(key);
+                self.waiting.push_back(handoff);
+                continue;
+            }
+            if let Some(count) = self.waiting_keys.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.waiting_keys.remove(&key);
                 }
-                let handoff = self.waiting.get_mut(&key).and_then(VecDeque::pop_front).expect("a front");
-                self.write(handoff)?;
             }
-            if self.waiting.get(&key).is_some_and(VecDeque::is_empty) {
-                self.waiting.remove(&key);
-            }
+            self.write(handoff)?;
         }
         Ok(())
     }
@@ -259,4 +283,9 @@ impl Committer {
             Err(abort) => error.context(format!("the transaction could not be aborted either: {abort}")),
         }
     }
+}
+
+/// The key a handoff's order is kept within.
+fn key_of(handoff: &Handoff) -> (Arc<str>, i32, u64) {
+    (handoff.ticket.topic.clone(), handoff.ticket.partition, handoff.key_hash)
 }

@@ -43,9 +43,12 @@ impl PipelineContext {
     /// handing it over, with the records it holds, to the transaction that commits it.
     pub fn finish_job(&self, job: Job) {
         match &self.transactions {
-            Some(transactions) => {
-                transactions.finished(Handoff { ticket: job.ticket, records: job.held, share: job.share })
-            }
+            Some(transactions) => transactions.finished(Handoff {
+                key_hash: key_hash(job.record.key.as_deref()),
+                ticket: job.ticket,
+                records: job.held,
+                share: job.share,
+            }),
             None => self.finish(&job.ticket),
         }
     }
@@ -64,4 +67,10 @@ impl PipelineContext {
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
+}
+
+/// A hash of a record's key (the same for every record with that key, in this process).
+fn key_hash(key: Option<&[u8]>) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
 }

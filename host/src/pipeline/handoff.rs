@@ -16,6 +16,8 @@ use crate::pipeline::offsets::Ticket;
 pub struct Handoff {
     /// The event's place in its partition's commit order.
     pub ticket: Ticket,
+    /// A hash of its key: events of one key are written in the order they were handed over.
+    pub key_hash: u64,
     /// What its handlers emitted and the dead letters it needs, in order.
     pub records: Vec<Outgoing>,
     /// Its part of the host's in-flight count and bytes, given back once it is written.

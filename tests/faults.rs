@@ -11,6 +11,10 @@
 //! possible and 200 again once it is. Each prints events/s during the fault, the time Weft took
 //! to catch up after it, and the duplicates.
 //!
+//! With exactly-once delivery, all at once: ten SIGKILLs of `weft run`, a second member joining
+//! and leaving, the output topic's leader killed and restarted; every output is read exactly once,
+//! in key order.
+//!
 //! The cluster is started and stopped by each test, under its own state directory, so a test that
 //! breaks its cluster leaves nothing to the next; the tests take turns.
 
@@ -103,6 +107,16 @@ fn now_ms() -> u64 {
 /// every event of a key divisible by ten asks echo to fail its first attempt); returns when each
 /// was produced.
 fn produce(topic: &str) -> tokio::task::JoinHandle<Vec<u64>> {
+    produce_failing(topic, 10, "retryable")
+}
+
+/// [`produce`], the events of every `failing_keys`-th key failing their first attempt with echo's
+/// `failmode`.
+fn produce_failing(
+    topic: &str,
+    failing_keys: u64,
+    failmode: &'static str,
+) -> tokio::task::JoinHandle<Vec<u64>> {
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
         let producer = TestProducer::batching();
@@ -120,8 +134,8 @@ fn produce(topic: &str) -> tokio::task::JoinHandle<Vec<u64>> {
                     ("ce_source".to_string(), b"/weft/faults".to_vec()),
                     ("ce_type".to_string(), b"com.example.test".to_vec()),
                 ];
-                if key.is_multiple_of(10) {
-                    headers.push(("ce_failmode".to_string(), b"retryable".to_vec()));
+                if key.is_multiple_of(failing_keys) {
+                    headers.push(("ce_failmode".to_string(), failmode.as_bytes().to_vec()));
                     headers.push(("ce_failuntil".to_string(), b"2".to_vec()));
                     headers.push(("ce_faildelayms".to_string(), b"100".to_vec()));
                 }
@@ -318,5 +332,73 @@ async fn two_brokers_down_for_30_s_stop_progress_honestly_and_lose_nothing() {
         during.len() - honest,
         during.len(),
         during.iter().map(|(_, s, b)| format!("{s} {}", b.trim())).collect::<Vec<_>>()
+    );
+}
+
+fn random_ms(low: u64, high: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    low + RandomState::new().hash_one(Instant::now()) % (high - low)
+}
+
+/// Exactly-once delivery through everything at once: `weft run` is SIGKILLed ten times at random
+/// moments and restarted, a second member joins and later leaves, and the broker leading the
+/// output topic's first partition is killed and brought back, while events arrive (one key in a
+/// hundred emits, then fails its first attempt). Read with `read_committed`, the output holds
+/// every event's output exactly once, in key order; nothing is dead-lettered; the group commits
+/// to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_kills_a_member_coming_and_going_and_a_leader_failover() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::start();
+    use_brokers(&cluster.bootstrap);
+    let (topic, output) = topic_pair("eos-faults", PARTITIONS).await;
+    let dlq = format!("{topic}.dlq");
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let group = unique("eos-faults");
+    let config_a = echo_run_config_exactly_once(&dir, &group, &topic, &output, "a");
+    let config_b = echo_run_config_exactly_once(&dir, &group, &topic, &output, "b");
+    let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
+    let bin = env!("CARGO_BIN_EXE_weft");
+    let mut a = WeftProcess::spawn(bin, &config_a, &log_a);
+    let producing = produce_failing(&topic, 100, "emitthenfail");
+    let mut b = None;
+    let mut leader = None;
+    for kill in 1..=10 {
+        tokio::time::sleep(Duration::from_millis(random_ms(2_000, 4_500))).await;
+        a.kill();
+        // The same transactional id: the new process aborts what the killed one left open.
+        a = WeftProcess::spawn(bin, &config_a, &log_a);
+        eprintln!("kill {kill}: member a killed and restarted");
+        match kill {
+            3 => b = Some(WeftProcess::spawn(bin, &config_b, &log_b)),
+            5 => {
+                let broker = cluster.leader(&output);
+                cluster.run(&["kill-broker", &broker.to_string()]);
+                leader = Some(broker);
+            }
+            7 => cluster.run(&["restart-broker", &leader.take().expect("killed").to_string()]),
+            8 => {
+                let status = b.take().expect("started").stop();
+                assert!(status.success(), "member b exited with {status}; log: {}", log_b.display());
+            }
+            _ => {}
+        }
+    }
+    let total = producing.await.unwrap().len();
+    let outputs = read_until(&output, Duration::from_secs(300), distinct_ids(total)).await;
+    // A duplicate written late would show up by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let outputs =
+        if outputs.len() == total { read_all(&output, Duration::from_secs(3)).await } else { outputs };
+    assert_exactly_once_in_key_order(&outputs, "f", total);
+    let letters = read_all(&dlq, Duration::from_secs(2)).await;
+    assert!(letters.is_empty(), "{} events dead-lettered", letters.len());
+    let status = a.stop();
+    assert!(status.success(), "member a exited with {status}; log: {}", log_a.display());
+    for (p, (committed, end)) in committed_and_end(&group, &topic, PARTITIONS).into_iter().enumerate() {
+        assert_eq!(committed, end, "partition {p} not committed to its end");
+    }
+    eprintln!(
+        "exactly-once under faults: {total} events, 10 SIGKILLs, a member joining and leaving, a leader failover: each output once"
     );
 }

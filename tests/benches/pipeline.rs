@@ -10,6 +10,7 @@
 //!   at once, one that parses the event's JSON data, and echo, which emits one event per input;
 //! - the same two handlers compiled natively, on the same dispatch path (this binary runs Weft as
 //!   a library with a native handler, see `native_weft`): the difference is the WebAssembly call;
+//! - echo with exactly-once delivery, in transactions of 100 ms and of 1 s;
 //! - the same no-op run with 1 % of the events failing once (retried after 50 ms);
 //! - the same no-op run with the plugin hot-swapped to another version halfway through.
 //!
@@ -167,6 +168,15 @@ fn main() {
         events,
         &[("output-topic", &output)],
     )));
+    // The same, exactly once: outputs and offsets committed in transactions of 100 ms and of 1 s.
+    for (name, ms) in
+        [("weft, echo, exactly-once, 100 ms txns", 100), ("weft, echo, exactly-once, 1 s txns", 1_000)]
+    {
+        runs.push(weft(&Scenario {
+            transactions_ms: Some(ms),
+            ..Scenario::new(name, &topic, events, &[("output-topic", &output)])
+        }));
+    }
     // The topic with failing events is another topic: its own plain-consumer rate is the reference.
     let retry_base = raw(&retry_topic, events, "weft").rate();
     let mut retried = weft(&Scenario {
@@ -184,7 +194,8 @@ fn main() {
 
     // Latency on librdkafka's mock cluster (in process, no broker delay) at half the rate Weft
     // reached above with echo.
-    let rate = (runs[4].rate() / 2.0).min(50_000.0) as u64;
+    let echo = runs.iter().find(|run| run.name.starts_with("weft, echo: emits")).expect("the echo run");
+    let rate = (echo.rate() / 2.0).min(50_000.0) as u64;
     println!("\nlatency at {rate} events/s on the mock cluster (produce → consumed)");
     runtime.block_on(latency(rate));
 
@@ -270,6 +281,25 @@ async fn latency(rate: u64) {
     // Weft's own part, which no broker delay enters: the record returned by the consumer until
     // echo finished with it (its emitted event acknowledged included), at bucket resolution.
     own_part("weft's own part, echo", &host);
+    host.shutdown().await.expect("weft stops");
+
+    // Echo exactly once: an output is readable (`read_committed`) once its transaction commits.
+    mock.create_topic("in-eos", PARTITIONS, 1).unwrap();
+    mock.create_topic("out-eos", PARTITIONS, 1).unwrap();
+    let mut eos = config.clone();
+    eos.kafka.group_id = unique("bench-latency-eos");
+    eos.delivery.mode = weft::config::DeliveryMode::ExactlyOnce;
+    let settings = weft::config::PluginConfig {
+        config: [("topic", "in-eos"), ("output-topic", "out-eos")].map(|(k, v)| (k.into(), v.into())).into(),
+        ..Default::default()
+    };
+    eos.plugin.insert("echo".into(), settings);
+    let host = weft::Host::start(eos).await.expect("weft starts");
+    let reader = latency_reader(&brokers, "out-eos");
+    let received = tokio::task::spawn_blocking(move || read_latencies(&reader, events));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    paced(&brokers, "in-eos", events, rate).await;
+    report("weft, echo exactly-once 100 ms (two hops)", received.await.unwrap());
     host.shutdown().await.expect("weft stops");
 
     // The same events through the no-op handler: Weft's own part with no emitted event's
@@ -539,11 +569,23 @@ struct Scenario<'a> {
     bin: Option<&'a str>,
     /// A native handler in place of the component (see [`native_weft`]).
     native: bool,
+    /// Exactly-once delivery, with transactions of this many milliseconds; `None`: at-least-once.
+    transactions_ms: Option<u64>,
 }
 
 impl<'a> Scenario<'a> {
     fn new(name: &'a str, topic: &'a str, events: u64, config: &'a [(&'a str, &'a str)]) -> Self {
-        Self { name, topic, events, config, retry: false, swap: false, bin: None, native: false }
+        Self {
+            name,
+            topic,
+            events,
+            config,
+            retry: false,
+            swap: false,
+            bin: None,
+            native: false,
+            transactions_ms: None,
+        }
     }
 }
 
@@ -557,12 +599,16 @@ fn weft(scenario: &Scenario) -> Run {
     let mut settings: Vec<(&str, &str)> = vec![("topic", scenario.topic)];
     settings.extend_from_slice(scenario.config);
     let plugin_config = vec![("echo".to_string(), settings)];
-    let retry = if scenario.retry { "[retry]\ninitial_backoff_ms = 50\njitter = 0.0\n" } else { "" };
+    let mut extra =
+        if scenario.retry { "[retry]\ninitial_backoff_ms = 50\njitter = 0.0\n" } else { "" }.to_string();
+    if let Some(ms) = scenario.transactions_ms {
+        extra.push_str(&format!("[delivery]\nmode = \"exactly-once\"\ntransaction_interval_ms = {ms}\n"));
+    }
     let native = scenario.native.then(|| {
         let parse = scenario.config.iter().any(|(k, _)| *k == "parse");
         (scenario.topic, if parse { "parse" } else { "noop" })
     });
-    let mut weft = Weft::start(&dir, &plugin_config, retry, scenario.bin, native);
+    let mut weft = Weft::start(&dir, &plugin_config, &extra, scenario.bin, native);
     let handled = |m: &Metrics| m.sum("weft_events_handled_total");
     weft.wait(Duration::from_secs(120), |m| handled(m) > 0.0);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(&weft.pid()));

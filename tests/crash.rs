@@ -124,3 +124,50 @@ async fn a_member_frozen_past_its_session_is_fenced_and_nothing_it_emitted_appea
     assert!(a_exit.is_some_and(|status| !status.success()), "member a went on after it was fenced");
     assert!(b.stop().success(), "member b; log: {}", log_b.display());
 }
+
+/// At-least-once delivery records the events finished past a waiting one with the commit: after a
+/// crash, the partition's next owner skips them instead of handling them again. The partition's
+/// first event waits 8 s for its retry while 200 events of other keys finish past it; `weft run`
+/// is killed and restarted: those 200 are not handled again, the waiting one is handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_events_finished_past_a_waiting_one_are_not_handled_again() {
+    let (topic, output) = topic_pair("finished-past", 1).await;
+    let producer = TestProducer::new();
+    let retry = [("failmode", "retryable"), ("failuntil", "2"), ("faildelayms", "8000")];
+    producer.event_with(&topic, Some(0), "K", "waits", Mode::Binary, &retry).await;
+    for n in 0..200 {
+        producer.event(&topic, Some(0), &format!("k{n}"), &format!("p-{n}"), Mode::Binary).await;
+    }
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let group = unique("finished-past-group");
+    let config = echo_run_config(&dir, &group, &topic, &output);
+    let log = dir.join("weft.log");
+    let mut child = spawn(&config, &log);
+    let outputs = read(&output, 200, Duration::from_secs(60)).await;
+    assert_eq!(outputs.len(), 200, "the events past the waiting one are handled");
+    // Their record reaches the broker with the next automatic commit (every second).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    child.kill();
+    let mut child = spawn(&config, &log);
+    let outputs = read_until(&output, Duration::from_secs(60), |o| {
+        o.iter().any(|o| o.header("ce_id") == Some("waits"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outputs =
+        if outputs.len() == 201 { read_all(&output, Duration::from_secs(2)).await } else { outputs };
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for o in &outputs {
+        *count.entry(o.header("ce_id").unwrap()).or_default() += 1;
+    }
+    let again: Vec<_> = count.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    assert!(
+        again.is_empty(),
+        "{} events handled again after the crash, e.g. {:?}",
+        again.len(),
+        &again[..again.len().min(5)]
+    );
+    assert_eq!(count.len(), 201);
+    assert!(child.stop().success(), "log: {}", log.display());
+    assert_eq!(committed_and_end(&group, &topic, 1), [(201, 201)]);
+}

@@ -25,9 +25,10 @@
 //! `WEFT_BENCH_PROFILE=<dir>` also records a `perf` profile of each `weft run` into `<dir>`.
 //! `WEFT_BENCH_ONLY=<text>` runs the baseline and only the Weft runs whose name contains `<text>`
 //! (no latency or memory part), for profiling one of them.
-//! `WEFT_BENCH_BIN=<path>[,<path>…]` runs those `weft` binaries instead of this build's, in turn,
-//! `WEFT_BENCH_REPEAT` times each (default 1) on the same topic, and prints each one's CPU per
-//! event, min and median: on a shared machine two builds are compared only that way.
+//! `WEFT_BENCH_REPEAT=<n>` runs them `n` times (default 1), the chosen runs taking turns, and prints
+//! each one's CPU per event (min and median) and events/s (max and median).
+//! `WEFT_BENCH_BIN=<path>[,<path>…]` runs those `weft` binaries instead of this build's, in turn:
+//! on a shared machine two builds are compared only that way.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,9 @@ fn main() {
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     if let Ok(only) = std::env::var("WEFT_BENCH_ONLY") {
+        let output = format!("{topic}.out");
+        runtime.block_on(create_topic(&output, PARTITIONS));
+        let echo = [("output-topic", output.as_str())];
         let scenarios = [
             Scenario::new("weft, no-op WASM handler", &topic, events, &[("noop", "1")]),
             Scenario::new("weft, JSON-parsing WASM handler", &topic, events, &[("parse", "1")]),
@@ -118,32 +122,51 @@ fn main() {
                 swap: true,
                 ..Scenario::new("weft, no-op, hot swap a quarter in", &topic, events, &[("noop", "1")])
             },
+            Scenario::new("weft, echo: emits 1 event per input", &topic, events, &echo),
+            Scenario {
+                transactions_ms: Some(100),
+                ..Scenario::new("weft, echo, exactly-once, 100 ms txns", &topic, events, &echo)
+            },
+            Scenario {
+                transactions_ms: Some(1_000),
+                ..Scenario::new("weft, echo, exactly-once, 1 s txns", &topic, events, &echo)
+            },
         ];
         let repeat: usize = std::env::var("WEFT_BENCH_REPEAT").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
         let bins: Vec<Option<String>> = match std::env::var("WEFT_BENCH_BIN") {
             Ok(list) => list.split(',').map(|b| Some(b.to_string())).collect(),
             Err(_) => vec![None],
         };
-        for scenario in scenarios.iter().filter(|s| s.name.contains(&only)) {
-            let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); bins.len()];
-            for _ in 0..repeat {
+        let chosen: Vec<&Scenario> = scenarios.iter().filter(|s| s.name.contains(&only)).collect();
+        // Per scenario and binary: (CPU µs per event, events/s) of each run. The scenarios take
+        // turns in every round, so a noisy minute falls on all of them.
+        let mut figures: Vec<Vec<Vec<(f64, f64)>>> = vec![vec![Vec::new(); bins.len()]; chosen.len()];
+        for _ in 0..repeat {
+            for (s, scenario) in chosen.iter().enumerate() {
                 for (n, bin) in bins.iter().enumerate() {
-                    let mut run = weft(&Scenario { bin: bin.as_deref(), ..*scenario });
-                    cpu[n].push(run.cpu_seconds * 1e6 / run.events as f64);
+                    let mut run = weft(&Scenario { bin: bin.as_deref(), ..**scenario });
+                    figures[s][n].push((run.cpu_seconds * 1e6 / run.events as f64, run.rate()));
                     if let Some(bin) = bin {
                         run.name = format!("{} ({bin})", run.name);
                     }
                     runs.push(run);
                 }
             }
-            for (bin, mut cpu) in bins.iter().zip(cpu) {
+        }
+        for (scenario, per_bin) in chosen.iter().zip(figures) {
+            for (bin, runs) in bins.iter().zip(per_bin) {
+                let mut cpu: Vec<f64> = runs.iter().map(|r| r.0).collect();
+                let mut rate: Vec<f64> = runs.iter().map(|r| r.1).collect();
                 cpu.sort_by(f64::total_cmp);
+                rate.sort_by(f64::total_cmp);
                 println!(
-                    "{} · {}: CPU µs/event min {:.2} median {:.2} ({} runs)",
+                    "{} · {}: CPU µs/event min {:.2} median {:.2}; events/s max {:.0} median {:.0} ({} runs)",
                     scenario.name,
                     bin.as_deref().unwrap_or("this build"),
                     cpu[0],
                     cpu[cpu.len() / 2],
+                    rate[rate.len() - 1],
+                    rate[rate.len() / 2],
                     cpu.len()
                 );
             }

@@ -293,7 +293,7 @@ impl Host {
         tokio::task::spawn_blocking(move || {
             if !exactly_once {
                 store_positions(&tracker, consumer.as_ref());
-                commit(consumer.as_ref());
+                commit(&tracker, consumer.as_ref());
             }
             consumer.unsubscribe();
             // Dropping the last handle closes the consumer: it leaves the group cleanly.

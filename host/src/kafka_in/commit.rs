@@ -4,17 +4,27 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::pipeline::offsets::OffsetTracker;
+use crate::pipeline::offsets::{CommitPoint, OffsetTracker};
 
-/// Commits the stored offsets synchronously. "Nothing to commit" is not an error; a failed commit
-/// is tried twice more (a coordinator moving, a request timing out), since the next automatic
-/// commit may never come (revocation, shutdown).
-pub fn commit<C: ConsumerContext, K: Consumer<C>>(consumer: &K) {
+/// Commits every tracked partition's commit point (with its record of events finished past it)
+/// synchronously. "Nothing to commit" is not an error; a failed commit is tried twice more (a
+/// coordinator moving, a request timing out), since the next automatic commit may never come
+/// (revocation, shutdown). The points are given explicitly: a commit of "the stored offsets"
+/// would drop their metadata.
+pub fn commit<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTracker, consumer: &K) {
+    let points = tracker.commit_points();
+    if points.is_empty() {
+        return;
+    }
+    let offsets = match offsets_of(&points) {
+        Ok(offsets) => offsets,
+        Err(error) => return tracing::error!(%error, "offsets not committed"),
+    };
     for attempt in 1..=3 {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
+        match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return,
             Err(error) if attempt < 3 => {
                 tracing::warn!(%error, attempt, "offset commit failed; trying again");
@@ -31,20 +41,27 @@ pub fn commit<C: ConsumerContext, K: Consumer<C>>(consumer: &K) {
 /// `auto.commit.interval.ms` and on revocation and shutdown (each of which stores first).
 pub const STORE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Stores the commit position of every partition whose finished run grew, in one call. Positions
-/// only ever grow (see `pipeline/offsets.rs`).
+/// Stores the commit point of every partition whose point moved (its offset, or the events
+/// finished past it), in one call, the finished runs in the offset's metadata; librdkafka commits
+/// stored offsets with their metadata. Positions only ever grow (see `pipeline/offsets.rs`).
 pub fn store_positions<C: ConsumerContext, K: Consumer<C>>(tracker: &OffsetTracker, consumer: &K) {
-    let result = tracker.store(|moved| {
-        let mut tpl = TopicPartitionList::with_capacity(moved.len());
-        for (topic, partition, position) in moved {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
-        }
-        consumer.store_offsets(&tpl)
-    });
+    let result = tracker.store(|moved| consumer.store_offsets(&offsets_of(moved)?));
     if let Err(error) = result {
         // Every partition in the list was revoked meanwhile; their new owners handle the rest.
         tracing::debug!(%error, "offsets not stored");
     }
+}
+
+/// The offsets of `points`, each with the record of the runs finished past it as metadata.
+pub fn offsets_of(points: &[CommitPoint]) -> KafkaResult<TopicPartitionList> {
+    let mut offsets = TopicPartitionList::with_capacity(points.len());
+    for point in points {
+        offsets.add_partition_offset(&point.topic, point.partition, Offset::Offset(point.offset))?;
+        if let Some(mut element) = offsets.find_partition(&point.topic, point.partition) {
+            element.set_metadata(finished_metadata(point.offset, &point.finished_past));
+        }
+    }
+    Ok(offsets)
 }
 
 /// Runs of events finished past the committed offset that one commit records, at most: the

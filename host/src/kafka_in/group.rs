@@ -69,7 +69,7 @@ impl GroupContext {
         match &self.transactions {
             None => {
                 store_positions(&self.tracker, consumer);
-                commit(consumer);
+                commit(&self.tracker, consumer);
             }
             Some(transactions) => {
                 if let Err(error) = transactions.commit_now(self.drain_timeout.max(Duration::from_secs(30)))

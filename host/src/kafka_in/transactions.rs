@@ -17,15 +17,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka_in::commit::{MAX_FINISHED_RUNS, finished_metadata};
+use crate::kafka_in::commit::{MAX_FINISHED_RUNS, offsets_of};
 use crate::kafka_in::group::WeftConsumer;
 use crate::pipeline::handoff::{Handoff, Request};
-use crate::pipeline::offsets::{CommitPoint, OffsetTracker, Ticket};
+use crate::pipeline::offsets::{OffsetTracker, Ticket};
 
 /// The member's transactional producer.
 pub type TransactionalProducer = ThreadedProducer<DefaultProducerContext>;
@@ -53,8 +53,6 @@ pub struct Committer {
     waiting_keys: HashMap<(Arc<str>, i32, u64), usize>,
     /// When the waiting events were last looked at.
     looked: Instant,
-    /// The commit points of the last commit, so unchanged partitions are not sent again.
-    committed: HashMap<(String, i32), CommitPoint>,
 }
 
 impl Committer {
@@ -77,7 +75,6 @@ impl Committer {
             waiting: VecDeque::new(),
             waiting_keys: HashMap::new(),
             looked: Instant::now(),
-            committed: HashMap::new(),
         }
     }
 
@@ -244,32 +241,14 @@ impl Committer {
     }
 
     /// The consumed offsets (with the runs finished past them as metadata) of the partitions whose
-    /// commit point changed since the last commit.
+    /// commit point moved since the last commit.
     fn moved_offsets(&mut self) -> anyhow::Result<TopicPartitionList> {
         let mut offsets = TopicPartitionList::new();
-        let points = self.tracker.commit_points();
-        let mut moved = Vec::new();
-        for point in points {
-            let key = (point.topic.clone(), point.partition);
-            if self.committed.get(&key) == Some(&point) {
-                continue;
-            }
-            offsets.add_partition_offset(&point.topic, point.partition, Offset::Offset(point.offset))?;
-            if let Some(mut element) = offsets.find_partition(&point.topic, point.partition) {
-                element.set_metadata(finished_metadata(point.offset, &point.finished_past));
-            }
-            moved.push((key, point));
-        }
-        // Remembered now; a failed commit stops the committer, so nothing is sent twice wrongly.
-        for (key, point) in moved {
-            self.committed.insert(key, point);
-        }
-        if offsets.count() > 0 && self.committed.len() > 4 * offsets.count().max(64) {
-            // Forget partitions no longer tracked.
-            let live: std::collections::HashSet<(String, i32)> =
-                self.tracker.commit_points().into_iter().map(|p| (p.topic, p.partition)).collect();
-            self.committed.retain(|key, _| live.contains(key));
-        }
+        // Counted as handed over now: a commit that fails stops the committer.
+        self.tracker.store(|moved| {
+            offsets = offsets_of(moved)?;
+            Ok::<(), rdkafka::error::KafkaError>(())
+        })?;
         Ok(offsets)
     }
 

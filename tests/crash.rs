@@ -96,6 +96,7 @@ async fn a_member_frozen_past_its_session_is_fenced_and_nothing_it_emitted_appea
     text.push_str("transaction_interval_ms = 4000\n");
     std::fs::write(&config_a, text).unwrap();
     let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
+    eprintln!("logs: {}", dir.display());
     const COUNT: usize = 15_000;
     let producing =
         produce_steadily_failing(&topic, "s", 30, 100, 1, "emitthenfail", Duration::from_millis(500));

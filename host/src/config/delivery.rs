@@ -92,3 +92,44 @@ impl DeliveryConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, DeliveryMode};
+
+    fn refusal(toml: &str) -> String {
+        let error = Config::parse(&format!("[kafka]\nbrokers = \"b:9092\"\n{toml}"))
+            .and_then(|config| config.validate())
+            .unwrap_err();
+        format!("{error:#}")
+    }
+
+    #[test]
+    fn exactly_once_is_opt_in_and_read_from_the_file() {
+        let config = Config::parse("[kafka]\nbrokers = \"b:9092\"\n").unwrap();
+        assert_eq!(config.delivery.mode, DeliveryMode::AtLeastOnce);
+        let config =
+            Config::parse("[kafka]\nbrokers = \"b:9092\"\n[delivery]\nmode = \"exactly-once\"\n").unwrap();
+        config.validate().unwrap();
+        assert!(config.delivery.exactly_once());
+        assert_eq!(config.delivery.transaction_interval_ms, 100);
+    }
+
+    #[test]
+    fn what_cannot_work_is_refused_by_name() {
+        assert!(refusal("[kafka.producer]\n\"transactional.id\" = \"x\"\n").contains("delivery.mode"));
+        assert!(
+            refusal("[kafka.properties]\n\"transaction.timeout.ms\" = \"5000\"\n")
+                .contains("transaction_timeout_ms")
+        );
+        assert!(refusal("[kafka.producer]\nacks = \"1\"\n").contains("acks"));
+        assert!(
+            refusal("[kafka.consumer]\n\"isolation.level\" = \"read_uncommitted\"\n[delivery]\nmode = \"exactly-once\"\n")
+                .contains("read_committed")
+        );
+        assert!(refusal("[delivery]\ntransaction_interval_ms = 6000\n").contains("half"));
+        assert!(refusal("[delivery]\ntransaction_max_events = 0\n").contains("transaction_max_events"));
+        assert!(refusal("[delivery]\ntransactional_id = \" \"\n").contains("transactional_id"));
+        assert!(refusal("[delivery]\nmode = \"twice\"\n").contains("unknown variant"));
+    }
+}

@@ -74,7 +74,7 @@ pub enum Command {
         /// The component file.
         plugin: PathBuf,
     },
-    /// Create a plugin project.
+    /// Create a plugin project, or promote or roll back a canary version.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
@@ -145,6 +145,24 @@ pub enum PluginCommand {
         lang: crate::cli::scaffold::Lang,
         /// Where to create the project directory.
         #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Make the canary `<id>.canary.wasm` the stable version: it replaces `<id>.wasm` (a running
+    /// Weft watching the directory swaps it in with no event lost or handled twice).
+    Promote {
+        /// The plugin's id.
+        id: String,
+        /// The plugins directory.
+        #[arg(long, env = "WEFT_PLUGINS_DIR", default_value = "plugins")]
+        dir: PathBuf,
+    },
+    /// Take the canary `<id>.canary.wasm` out: it is set aside as `<id>.canary.wasm.rolled-back`
+    /// and its keys go back to the stable version.
+    RollBack {
+        /// The plugin's id.
+        id: String,
+        /// The plugins directory.
+        #[arg(long, env = "WEFT_PLUGINS_DIR", default_value = "plugins")]
         dir: PathBuf,
     },
 }
@@ -291,6 +309,22 @@ pub async fn execute(
             );
             println!("test:   {shown}/test.sh");
             println!("deploy: cp {shown}/{name}.wasm <weft plugins directory>/");
+        }
+        Command::Plugin { command: PluginCommand::Promote { id, dir } } => {
+            let canary = dir.join(format!("{id}.canary.wasm"));
+            let stable = dir.join(format!("{id}.wasm"));
+            std::fs::rename(&canary, &stable).with_context(|| {
+                format!("promoting {}: moving it to {}", canary.display(), stable.display())
+            })?;
+            println!("promoted {} to {}", canary.display(), stable.display());
+        }
+        Command::Plugin { command: PluginCommand::RollBack { id, dir } } => {
+            let canary = dir.join(format!("{id}.canary.wasm"));
+            let aside = dir.join(format!("{id}.canary.wasm.rolled-back"));
+            std::fs::rename(&canary, &aside).with_context(|| {
+                format!("rolling back {}: moving it to {}", canary.display(), aside.display())
+            })?;
+            println!("rolled back: {} set aside as {}", canary.display(), aside.display());
         }
         Command::Check { plugin } => {
             let loaded = crate::cli::invoke::check(&plugin, &PluginConfig::default()).await?;

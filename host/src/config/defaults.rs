@@ -89,3 +89,27 @@ pub fn transaction_max_events() -> usize {
 pub fn transaction_timeout_ms() -> u64 {
     10_000
 }
+
+pub fn canary_share() -> f64 {
+    0.1
+}
+
+pub fn canary_min_attempts() -> u64 {
+    50
+}
+
+pub fn canary_max_failure_margin() -> f64 {
+    0.1
+}
+
+pub fn canary_max_traps() -> u64 {
+    5
+}
+
+pub fn canary_promote_after_events() -> u64 {
+    1_000
+}
+
+pub fn canary_promote_after_ms() -> u64 {
+    300_000
+}

@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! One file per section, each with its own checks: [`kafka`] (`[kafka]`), [`plugins`] (`[plugins]`
-//! and `[plugin.<id>]`: limits, grants), [`pipeline`], [`retry`] (the policy and its backoff),
+//! and `[plugin.<id>]`: limits, grants; [`canary`]: a canary's rollout), [`pipeline`], [`retry`] (the policy and its backoff),
 //! [`dlq`], [`delivery`] (at-least-once or exactly-once), [`topics`] (plain JSON topics), [`operations`] (`[http]`, `[telemetry]`),
 //! [`subscription`] (a plugin's topic and filters); [`defaults`] holds every default value.
 //!
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+pub mod canary;
 pub mod defaults;
 pub mod delivery;
 pub mod dlq;
@@ -29,6 +30,7 @@ pub mod retry;
 pub mod subscription;
 pub mod topics;
 
+pub use canary::CanaryConfig;
 pub use delivery::{DeliveryConfig, DeliveryMode};
 pub use dlq::DlqConfig;
 pub use kafka::KafkaConfig;

@@ -112,6 +112,9 @@ pub struct PluginConfig {
     /// Sandbox limits that differ from `[plugins]`.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// How a canary version (`<id>.canary.wasm`) is rolled out.
+    #[serde(default)]
+    pub canary: super::canary::CanaryConfig,
 }
 
 /// `[plugin.<id>.grants]`: capabilities given to one plugin. A plugin has no filesystem, no
@@ -180,6 +183,7 @@ impl PluginConfig {
     /// Refuses zero limits and invalid subscriptions of plugin `name`, naming the key.
     pub fn validate(&self, name: &str) -> anyhow::Result<()> {
         check_limits(&format!("plugin.{name}.limits"), &self.limits)?;
+        self.canary.validate(&format!("plugin.{name}.canary"))?;
         for (i, sub) in self.subscriptions.iter().flatten().enumerate() {
             sub.validate().with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
         }

@@ -158,6 +158,7 @@ pub fn accept(
             );
         }
     }
+    live.choose_versions(&mut plugins, message.key(), partition);
     if plugins.is_empty() {
         tracing::debug!(topic, partition, offset, ce.id = %event.id, ce.r#type = %event.ty, "no plugin subscribed");
         intake.pipeline.metrics.unrouted.with_label_values(&[topic]).inc();

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub received: IntCounterVec,
     /// Offsets the consumer skipped between two records of a partition, by topic.
     pub offsets_skipped: IntCounterVec,
+    /// Canaries rolled back or promoted, by plugin and decision.
+    pub canary_decisions: IntCounterVec,
     /// Records finished by a previous owner of their partition past its committed offset (recorded
     /// in the commit), skipped without handling, by topic.
     pub finished_before: IntCounterVec,
@@ -220,6 +222,11 @@ impl Metrics {
              transaction markers, or records a broker failed to return.",
             &["topic"],
         );
+        let canary_decisions = counter(
+            "weft_canary_decisions_total",
+            "Canary versions rolled back (decision=rolled_back) or promoted (decision=promoted).",
+            &["plugin", "decision"],
+        );
         let finished_before = counter(
             "weft_events_finished_before_total",
             "Records a previous owner of their partition finished past its committed offset (recorded with \
@@ -372,6 +379,7 @@ impl Metrics {
             registry,
             received,
             offsets_skipped,
+            canary_decisions,
             finished_before,
             invalid,
             unrouted,
@@ -430,6 +438,9 @@ impl Metrics {
             self.invalid.with_label_values(&[topic]);
             self.unrouted.with_label_values(&[topic]);
             self.handled.with_label_values(&[topic, plugin]);
+            for decision in ["rolled_back", "promoted"] {
+                self.canary_decisions.with_label_values(&[plugin, decision]);
+            }
             self.retried.with_label_values(&[topic, plugin]);
             self.emitted.with_label_values(&[plugin]);
             self.handler_duration.with_label_values(&[plugin]);

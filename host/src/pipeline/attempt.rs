@@ -12,6 +12,8 @@ use crate::failure::Failure;
 use crate::kafka_out::dead_letters::Letter;
 use crate::kafka_out::emit::Emits;
 use crate::ops::trace::TraceParent;
+use crate::pipeline::canary::Verdict;
+use crate::pipeline::catalog::InService;
 use crate::pipeline::job::Job;
 use crate::pipeline::lane::{Ack, Lane, Progress};
 use crate::pipeline::retry::{Decision, decide};
@@ -78,7 +80,12 @@ impl Lane {
         let mut acks = Vec::new();
         let live = self.pipeline.catalog.in_service();
         let mut removed = false;
-        for (plugin, attempt) in std::mem::take(&mut job.pending) {
+        for (routed, attempt) in std::mem::take(&mut job.pending) {
+            // A canary rolled back, promoted or gone: its stable version handles the event.
+            let (plugin, attempt) = live.version_now(&routed, attempt);
+            if plugin.digest != routed.digest {
+                tracing::info!(plugin = %routed.id, topic = %job.record.topic, offset = job.record.offset, "the canary is out of service; its stable version handles this event");
+            }
             // A plugin deleted from the directory handles nothing more, retries included (a
             // replaced one is still served: its dispatched events finish on the old version).
             if !live.plugins.iter().any(|p| p.id == plugin.id) {
@@ -101,7 +108,9 @@ impl Lane {
                     span.record("parent_span_id", parent.span_id.as_str());
                     child.to_string()
                 });
-            match self.call(job, event, &plugin, trace.as_deref()).instrument(span.clone()).await {
+            let result = self.call(job, event, &plugin, trace.as_deref()).instrument(span.clone()).await;
+            self.tally(&live, &plugin, result.as_ref().map(|_| ()));
+            match result {
                 Ok(mut emits) if emits.settled() => {
                     job.held.extend(emits.take_held());
                     self.handled(job, &plugin, emits.count());
@@ -165,6 +174,27 @@ impl Lane {
         }
     }
 
+    /// Counts an attempt of a plugin taking part in a canary rollout, and acts on the canary's
+    /// verdict (once).
+    fn tally(&self, live: &InService, plugin: &Plugin, result: Result<(), &Failure>) {
+        let Some((rollout, is_canary)) = live.rollout_of(plugin) else { return };
+        rollout.record(is_canary, result);
+        if !is_canary {
+            return;
+        }
+        let base = crate::pipeline::canary::base_of(&plugin.id).unwrap_or_default().to_string();
+        let catalog = self.pipeline.catalog.clone();
+        let verdict = rollout.verdict();
+        if verdict == Verdict::Continue || !rollout.decide(&verdict) {
+            return;
+        }
+        match verdict {
+            Verdict::RollBack(why) => tokio::spawn(async move { catalog.roll_back(&base, &why).await }),
+            Verdict::Promote(why) => tokio::spawn(async move { catalog.promote(&base, &why).await }),
+            Verdict::Continue => unreachable!("returned above"),
+        };
+    }
+
     /// Applies the retry policy to a failed attempt of `plugin`: again later (added to
     /// `outcome`), or the dead letter to write for it.
     fn failed(
@@ -197,6 +227,15 @@ impl Lane {
                 outcome.again(plugin, attempt + 1, delay);
             }
             Decision::DeadLetter(reason) => {
+                // A canary never dead-letters: its stable version handles the event instead.
+                if let Some(base) = crate::pipeline::canary::base_of(&plugin.id)
+                    && let Some(stable) =
+                        self.pipeline.catalog.in_service().plugins.iter().find(|p| p.id == base).cloned()
+                {
+                    tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, ce.id = %ce_id, plugin = %plugin.id, reason = failure.reason(), "the canary gave up on the event; its stable version handles it");
+                    outcome.again(stable, 1, Duration::ZERO);
+                    return None;
+                }
                 return Some(Letter {
                     reason,
                     error: failure.to_string(),

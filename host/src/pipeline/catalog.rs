@@ -26,7 +26,8 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::kafka_out::emit::Emitter;
 use crate::ops::metrics::Metrics;
-use crate::pipeline::route::Router;
+use crate::pipeline::canary::{self, Rollout};
+pub use crate::pipeline::in_service::InService;
 use crate::sandbox::plugin::{Limits, Plugin};
 use crate::sandbox::runtime::Runtime;
 
@@ -58,30 +59,6 @@ pub struct Reload {
 /// How many reloads `/plugins` remembers.
 const RELOAD_HISTORY: usize = 20;
 
-/// The plugins in service, with their routing table. Replaced as a whole.
-#[derive(Debug)]
-pub struct InService {
-    /// Plugins sorted by id.
-    pub plugins: Vec<Arc<Plugin>>,
-    /// Which plugins want which events.
-    pub router: Router<Arc<Plugin>>,
-    /// Topics the consumer must subscribe to, sorted.
-    pub topics: Vec<String>,
-}
-
-impl InService {
-    fn new(plugins: Vec<Arc<Plugin>>) -> Self {
-        let router = Router::new(plugins.iter().map(|p| (p.clone(), p.subscriptions.clone())));
-        let topics = router.topics();
-        Self { plugins, router, topics }
-    }
-
-    /// Whether some plugin in service subscribes to `topic`.
-    pub fn subscribes(&self, topic: &str) -> bool {
-        self.topics.binary_search_by(|t| t.as_str().cmp(topic)).is_ok()
-    }
-}
-
 /// Size and modification time: a file whose stamp did not change is not read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
@@ -111,6 +88,8 @@ pub struct Catalog {
     reloading: tokio::sync::Mutex<()>,
     /// Bumped at every swap; the fetch loop follows it to change its subscription.
     swaps: watch::Sender<u64>,
+    /// The rollout of every canary in service, by its digest: kept across swaps.
+    rollouts: Mutex<HashMap<String, Arc<Rollout>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -144,10 +123,13 @@ impl Catalog {
             runtime,
             emitter,
             metrics,
-            live: ArcSwap::from_pointee(InService::new(natives)),
+            live: ArcSwap::from_pointee(InService::new(natives, &mut |_| {
+                Arc::new(Rollout::new(crate::config::CanaryConfig::default()))
+            })),
             files: Mutex::new(SeenFiles::default()),
             reloading: tokio::sync::Mutex::new(()),
             swaps: watch::channel(0).0,
+            rollouts: Mutex::default(),
         });
         catalog.rescan(None).await?;
         if *catalog.swaps.borrow() == 0 && !catalog.in_service().plugins.is_empty() {
@@ -296,11 +278,17 @@ impl Catalog {
 
     async fn load(&self, path: &Path, bytes: Vec<u8>) -> anyhow::Result<Plugin> {
         let id = crate::sandbox::plugin::plugin_id(path)?;
-        let settings = self.config.plugin.get(&id).cloned().unwrap_or_default();
-        let limits = Limits::for_plugin(&self.config, &id);
+        // A canary runs with its stable plugin's settings, and the canary's `config` values over them.
+        let base = canary::base_of(&id).unwrap_or(&id);
+        let mut settings = self.config.plugin.get(base).cloned().unwrap_or_default();
+        if base != id {
+            let overrides = settings.canary.config.clone();
+            settings.config.extend(overrides);
+        }
+        let limits = Limits::for_plugin(&self.config, base);
         let mut plugin =
             Plugin::from_bytes(&self.runtime, path, bytes, &settings, limits, self.emitter.clone()).await?;
-        plugin.retry = self.config.retry_policy(&id);
+        plugin.retry = self.config.retry_policy(base);
         let cache = if plugin.from_cache { "hit" } else { "miss" };
         self.metrics.plugin_compile.with_label_values(&[cache]).observe(plugin.compile_time.as_secs_f64());
         Ok(plugin)
@@ -357,7 +345,18 @@ impl Catalog {
     /// Puts `plugins` in service and tells the fetch loop.
     fn publish(&self, plugins: Vec<Arc<Plugin>>) {
         let old = self.in_service();
-        let live = InService::new(plugins);
+        let live = {
+            let mut rollouts = self.rollouts.lock().expect("catalog lock poisoned");
+            rollouts.retain(|digest, _| plugins.iter().any(|p| p.digest == *digest));
+            InService::new(plugins, &mut |canary| {
+                let base = canary::base_of(&canary.id).unwrap_or_default();
+                let config = self.config.plugin.get(base).map(|p| p.canary.clone()).unwrap_or_default();
+                rollouts
+                    .entry(canary.digest.clone())
+                    .or_insert_with(|| Arc::new(Rollout::new(config)))
+                    .clone()
+            })
+        };
         for p in &old.plugins {
             let d = &p.description;
             let _ = self.metrics.plugin_info.remove_label_values(&[&p.id, &d.name, &d.version, &p.digest]);
@@ -387,6 +386,42 @@ impl Catalog {
     }
 
     /// Watches the directory until `stop` turns true, applying changes as they settle.
+    /// Takes canary `<base>.canary` out: its file is set aside (`….rolled-back`), so a restart
+    /// does not bring it back, and the plugins in service are updated at once.
+    pub async fn roll_back(&self, base: &str, why: &str) {
+        let path = self.dir.join(format!("{base}{}.wasm", canary::SUFFIX));
+        let aside = self.dir.join(format!("{base}{}.wasm{}", canary::SUFFIX, canary::ROLLED_BACK));
+        tracing::error!(plugin = %base, reason = %why, set_aside = %aside.display(), "canary rolled back; its keys go back to the stable version");
+        self.metrics.canary_decisions.with_label_values(&[base, "rolled_back"]).inc();
+        if let Err(error) = tokio::fs::rename(&path, &aside).await {
+            tracing::error!(%error, file = %path.display(), "the rolled-back canary's file could not be set aside; a restart would serve it again");
+        }
+        if let Err(error) = self.rescan(None).await {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "rescanning the plugins directory after a rollback"
+            );
+        }
+    }
+
+    /// Makes canary `<base>.canary` the stable version: its file replaces `<base>.wasm` and the
+    /// plugins in service are updated at once (a hot swap).
+    pub async fn promote(&self, base: &str, why: &str) {
+        let path = self.dir.join(format!("{base}{}.wasm", canary::SUFFIX));
+        let stable = self.dir.join(format!("{base}.wasm"));
+        tracing::info!(plugin = %base, reason = %why, "canary promoted; it becomes the stable version");
+        self.metrics.canary_decisions.with_label_values(&[base, "promoted"]).inc();
+        if let Err(error) = tokio::fs::rename(&path, &stable).await {
+            return tracing::error!(%error, file = %path.display(), "the canary could not be promoted");
+        }
+        if let Err(error) = self.rescan(None).await {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "rescanning the plugins directory after a promotion"
+            );
+        }
+    }
+
     pub fn watch(
         self: &Arc<Self>,
         mut stop: watch::Receiver<bool>,

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`catalog`]: the plugins directory and the set in service (hot reload); [`route`]: the
-//!   routing table over that set.
+//!   routing table over that set; [`in_service`]: that set, with its canaries; [`canary`]: canary rollouts (share of keys, rollback,
+//!   promotion).
 //! - [`job`]: one routed event; [`lanes`]: the lanes' front (start, hand a job to its key's lane);
 //!   [`lane`]: a lane's worker (per-key order, parked retries, acknowledgement waits);
 //!   [`attempt`]: one attempt of every pending plugin; [`retry`]: what a failure means for
@@ -17,10 +18,12 @@
 //! and the layers below. Nothing here reads from Kafka.
 
 pub mod attempt;
+pub mod canary;
 pub mod catalog;
 pub mod context;
 pub mod handoff;
 pub mod in_flight;
+pub mod in_service;
 pub mod job;
 pub mod lane;
 pub mod lanes;

@@ -328,11 +328,14 @@ pub fn plugin_id(path: &Path) -> anyhow::Result<String> {
         .file_stem()
         .and_then(|s| s.to_str())
         .ok_or_else(|| anyhow!("{} has no UTF-8 file name", path.display()))?;
-    if stem.is_empty()
-        || !stem.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    // `<id>.canary.wasm` is a canary version of plugin `<id>` (see `pipeline/canary.rs`).
+    let base = stem.strip_suffix(".canary").unwrap_or(stem);
+    if base.is_empty()
+        || !base.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     {
         bail!(
-            "plugin file name {stem:?} must be lowercase letters, digits, '-' or '_' (it becomes the plugin id)"
+            "plugin file name {stem:?} must be lowercase letters, digits, '-' or '_' (it becomes the plugin id), \
+             optionally followed by .canary"
         );
     }
     Ok(stem.to_string())

@@ -11,7 +11,8 @@
 //! benchmarks: with the config key `noop` set, `handle` returns at once (after failure injection);
 //! with `parse` set, it parses the event's data as JSON and returns (an error if it is not JSON).
 //!
-//! Failure injection: the config key `fail-all=permanent` rejects every event; otherwise it is
+//! Failure injection: the config key `fail-all=permanent` rejects every event, `fail-half` rejects
+//! (permanently) the events whose id's bytes add up to an odd number; otherwise it is
 //! driven by extensions on the input event:
 //! - `failmode=permanent`: returns a permanent error.
 //! - `failmode=retryable`: returns a retryable error while `attempt < failuntil` (never succeeds
@@ -109,6 +110,7 @@ struct Settings {
     noop: bool,
     parse: bool,
     fail_all: bool,
+    fail_half: bool,
 }
 
 /// Start-up code: the component runs `_initialize` once per instance, when it is instantiated
@@ -126,6 +128,7 @@ fn settings() -> &'static Settings {
         noop: host::config_get("noop").is_some(),
         parse: host::config_get("parse").is_some(),
         fail_all: host::config_get("fail-all").as_deref() == Some("permanent"),
+        fail_half: host::config_get("fail-half").is_some(),
     })
 }
 
@@ -136,6 +139,9 @@ fn extension<'a>(event: &'a Cloudevent, name: &str) -> Option<&'a str> {
 fn inject_failure(event: &Cloudevent, delivery: &Delivery) -> Result<(), HandleError> {
     if settings().fail_all {
         return Err(HandleError::Permanent(format!("this build rejects every event ({})", event.id)));
+    }
+    if settings().fail_half && event.id.bytes().map(u32::from).sum::<u32>() % 2 == 1 {
+        return Err(HandleError::Permanent(format!("this build rejects half the events ({})", event.id)));
     }
     match extension(event, "failmode") {
         Some("permanent") => Err(HandleError::Permanent(format!("event {} is marked permanent", event.id))),

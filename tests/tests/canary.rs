@@ -2,7 +2,9 @@
 //! share of the keys. A canary that fails half its events is rolled back by itself: nothing is lost
 //! or dead-lettered (the stable version handles what the canary failed), every key's events stay in
 //! order, and its file is set aside. A good canary is promoted by itself and becomes the stable
-//! version with no event lost or handled twice, and no key going back to the old version.
+//! version with no event lost or handled twice, and no key going back to the old version. A shadow
+//! (`echo.shadow.wasm`) that differs from the stable version on a known subset of events reports
+//! exactly that subset, and nothing it emits is produced.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -105,5 +107,46 @@ async fn a_good_canary_is_promoted_and_no_key_goes_back_to_the_old_version() {
     }
     let last = &outputs[outputs.len() - 1];
     assert_eq!(last.header("ce_echoversion"), Some("v2"), "after the promotion every key is on version 2");
+    host.shutdown().await.unwrap();
+}
+
+/// The events echo's `alter-some` changes (see plugins/echo).
+fn altered(id: &str) -> bool {
+    id.bytes().map(u32::from).sum::<u32>().is_multiple_of(5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_that_differs_on_a_known_subset_reports_exactly_that_subset() {
+    let (topic, output) = topic_pair("shadow", 3).await;
+    create_topic(&format!("{topic}.dlq"), 3).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM), ("echo.shadow", ECHO_WASM)]);
+    let mut config = config(&dir);
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let echo = config.plugin.get_mut("echo").unwrap();
+    echo.shadow.config.insert("alter-some".into(), "1".into());
+    echo.shadow.queue = EVENTS;
+    let host = Host::start(config).await.expect("host starts");
+    produce_steadily(&topic, "c", (EVENTS / 500) as u64, KEYS, 0, Duration::from_millis(300)).await.unwrap();
+    let outputs = read(&output, EVENTS, Duration::from_secs(120)).await;
+    let counts =
+        |result: &str| host.metrics().shadow_events.with_label_values(&["echo.shadow", result]).get();
+    assert!(
+        eventually(Duration::from_secs(60), || counts("match") + counts("mismatch") == EVENTS as u64).await,
+        "the shadow ran {} of {EVENTS} copies ({} dropped, {} failed)",
+        counts("match") + counts("mismatch"),
+        counts("dropped"),
+        counts("failed")
+    );
+    let expected = (0..EVENTS).filter(|n| altered(&format!("c-{n}"))).count() as u64;
+    assert!(expected > 0);
+    assert_eq!(counts("mismatch"), expected, "mismatches are exactly the altered events");
+    assert_eq!(counts("match"), EVENTS as u64 - expected);
+    assert_eq!((counts("failed"), counts("dropped")), (0, 0));
+    // Only the stable version's outputs were produced: none altered, each once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let outputs =
+        if outputs.len() == EVENTS { read_all(&output, Duration::from_secs(2)).await } else { outputs };
+    assert_exactly_once_in_key_order(&outputs, "c", EVENTS);
+    assert!(outputs.iter().all(|o| o.value != b"\"altered\""), "a shadow's output was produced");
     host.shutdown().await.unwrap();
 }

@@ -1,6 +1,6 @@
 //! `[plugin.<id>.canary]`: how a canary version of a plugin (`<id>.canary.wasm` beside
 //! `<id>.wasm`) is rolled out: the share of keys it takes, when it is rolled back, when it is
-//! promoted.
+//! promoted. `[plugin.<id>.shadow]`: how a shadow version (`<id>.shadow.wasm`) runs.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +70,35 @@ impl CanaryConfig {
         }
         if self.min_attempts == 0 {
             bail!("{table}.min_attempts must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// `[plugin.<id>.shadow]`: how a shadow version (`<id>.shadow.wasm`) runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Copies of events that may wait for the shadow; past it, copies are dropped (and counted),
+    /// so the shadow never slows the stable version.
+    #[serde(default = "defaults::shadow_queue")]
+    pub queue: usize,
+    /// `config` values that differ for the shadow (merged over `[plugin.<id>] config`).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self { queue: defaults::shadow_queue(), config: BTreeMap::new() }
+    }
+}
+
+impl ShadowConfig {
+    /// Refuses an empty queue.
+    pub fn validate(&self, table: &str) -> anyhow::Result<()> {
+        if self.queue == 0 {
+            bail!("{table}.queue must be at least 1");
         }
         Ok(())
     }

@@ -113,3 +113,7 @@ pub fn canary_promote_after_events() -> u64 {
 pub fn canary_promote_after_ms() -> u64 {
     300_000
 }
+
+pub fn shadow_queue() -> usize {
+    1_000
+}

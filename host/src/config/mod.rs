@@ -30,7 +30,7 @@ pub mod retry;
 pub mod subscription;
 pub mod topics;
 
-pub use canary::CanaryConfig;
+pub use canary::{CanaryConfig, ShadowConfig};
 pub use delivery::{DeliveryConfig, DeliveryMode};
 pub use dlq::DlqConfig;
 pub use kafka::KafkaConfig;

@@ -115,6 +115,9 @@ pub struct PluginConfig {
     /// How a canary version (`<id>.canary.wasm`) is rolled out.
     #[serde(default)]
     pub canary: super::canary::CanaryConfig,
+    /// How a shadow version (`<id>.shadow.wasm`) runs.
+    #[serde(default)]
+    pub shadow: super::canary::ShadowConfig,
 }
 
 /// `[plugin.<id>.grants]`: capabilities given to one plugin. A plugin has no filesystem, no
@@ -184,6 +187,7 @@ impl PluginConfig {
     pub fn validate(&self, name: &str) -> anyhow::Result<()> {
         check_limits(&format!("plugin.{name}.limits"), &self.limits)?;
         self.canary.validate(&format!("plugin.{name}.canary"))?;
+        self.shadow.validate(&format!("plugin.{name}.shadow"))?;
         for (i, sub) in self.subscriptions.iter().flatten().enumerate() {
             sub.validate().with_context(|| format!("plugin.{name}.subscriptions[{i}]"))?;
         }

@@ -133,6 +133,43 @@ pub fn binary_headers(event: &CloudEvent) -> OwnedHeaders {
     headers
 }
 
+/// What a shadow run compares of an emitted event: where it went, its type, its key and its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmitSummary {
+    /// Destination topic.
+    pub topic: String,
+    /// The event's `type`.
+    pub ty: String,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// The event's data.
+    pub data: Option<Vec<u8>>,
+}
+
+impl EmitSummary {
+    /// The summary of `event` emitted to `topic` with `key`.
+    pub fn of(topic: &str, event: &CloudEvent, key: Option<&[u8]>) -> Self {
+        Self {
+            topic: topic.to_string(),
+            ty: event.ty.clone(),
+            key: key.map(<[u8]>::to_vec),
+            data: event.data.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for EmitSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |bytes: &Option<Vec<u8>>| {
+            bytes.as_deref().map_or("-".to_string(), |b| {
+                let shown = String::from_utf8_lossy(&b[..b.len().min(120)]).into_owned();
+                if b.len() > 120 { format!("{shown}…({} bytes)", b.len()) } else { shown }
+            })
+        };
+        write!(f, "{} type={} key={} data={}", self.topic, self.ty, text(&self.key), text(&self.data))
+    }
+}
+
 /// The events one successful call emitted, on their way to the broker or held for the event's
 /// transaction.
 #[must_use = "the event is handled only once its emitted events are acknowledged"]
@@ -140,13 +177,26 @@ pub struct Emits {
     pending: Vec<DeliveryFuture>,
     held: Vec<Outgoing>,
     count: usize,
+    /// What was emitted, when the plugin summarises its emits (a shadow compares them).
+    summaries: Vec<EmitSummary>,
 }
 
 impl Emits {
     /// `count` events emitted by one call, `pending` of them on their way to Kafka, `held` of them
     /// kept for the event's transaction.
     pub fn new(pending: Vec<DeliveryFuture>, held: Vec<Outgoing>, count: usize) -> Self {
-        Self { pending, held, count }
+        Self { pending, held, count, summaries: Vec::new() }
+    }
+
+    /// With the summaries of what the call emitted.
+    pub fn with_summaries(mut self, summaries: Vec<EmitSummary>) -> Self {
+        self.summaries = summaries;
+        self
+    }
+
+    /// The summaries of what the call emitted (empty unless the plugin summarises its emits).
+    pub fn summaries(&self) -> &[EmitSummary] {
+        &self.summaries
     }
 
     /// A call that emitted nothing.

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub offsets_skipped: IntCounterVec,
     /// Canaries rolled back or promoted, by plugin and decision.
     pub canary_decisions: IntCounterVec,
+    /// Shadow runs by shadow plugin and result (`match`, `mismatch`, `failed`, `dropped`).
+    pub shadow_events: IntCounterVec,
     /// Records finished by a previous owner of their partition past its committed offset (recorded
     /// in the commit), skipped without handling, by topic.
     pub finished_before: IntCounterVec,
@@ -227,6 +229,12 @@ impl Metrics {
             "Canary versions rolled back (decision=rolled_back) or promoted (decision=promoted).",
             &["plugin", "decision"],
         );
+        let shadow_events = counter(
+            "weft_shadow_events_total",
+            "Copies of events a shadow version ran: result=match (it emitted what the stable version did), \
+             mismatch, failed, or dropped (its queue was full).",
+            &["plugin", "result"],
+        );
         let finished_before = counter(
             "weft_events_finished_before_total",
             "Records a previous owner of their partition finished past its committed offset (recorded with \
@@ -380,6 +388,7 @@ impl Metrics {
             received,
             offsets_skipped,
             canary_decisions,
+            shadow_events,
             finished_before,
             invalid,
             unrouted,

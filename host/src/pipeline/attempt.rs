@@ -110,6 +110,9 @@ impl Lane {
                 });
             let result = self.call(job, event, &plugin, trace.as_deref()).instrument(span.clone()).await;
             self.tally(&live, &plugin, result.as_ref().map(|_| ()));
+            if let (Ok(emits), Some(shadow)) = (&result, live.shadow_of(&plugin)) {
+                shadow.offer(event, &job.record, emits.summaries());
+            }
             match result {
                 Ok(mut emits) if emits.settled() => {
                     job.held.extend(emits.take_held());

@@ -28,6 +28,7 @@ use crate::kafka_out::emit::Emitter;
 use crate::ops::metrics::Metrics;
 use crate::pipeline::canary::{self, Rollout};
 pub use crate::pipeline::in_service::InService;
+use crate::pipeline::shadow::{self, Shadow};
 use crate::sandbox::plugin::{Limits, Plugin};
 use crate::sandbox::runtime::Runtime;
 
@@ -90,6 +91,10 @@ pub struct Catalog {
     swaps: watch::Sender<u64>,
     /// The rollout of every canary in service, by its digest: kept across swaps.
     rollouts: Mutex<HashMap<String, Arc<Rollout>>>,
+    /// Every shadow in service, by its digest: kept across swaps.
+    shadows: Mutex<HashMap<String, Arc<Shadow>>>,
+    /// Where shadows' emitted events go: held, compared, never produced.
+    held: Arc<Emitter>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -123,9 +128,13 @@ impl Catalog {
             runtime,
             emitter,
             metrics,
-            live: ArcSwap::from_pointee(InService::new(natives, &mut |_| {
-                Arc::new(Rollout::new(crate::config::CanaryConfig::default()))
-            })),
+            live: ArcSwap::from_pointee(InService::new(
+                natives,
+                &mut |_| Arc::new(Rollout::new(crate::config::CanaryConfig::default())),
+                &mut |_| unreachable!("native handlers are never shadows"),
+            )),
+            shadows: Mutex::default(),
+            held: Arc::new(Emitter::Held),
             files: Mutex::new(SeenFiles::default()),
             reloading: tokio::sync::Mutex::new(()),
             swaps: watch::channel(0).0,
@@ -278,16 +287,18 @@ impl Catalog {
 
     async fn load(&self, path: &Path, bytes: Vec<u8>) -> anyhow::Result<Plugin> {
         let id = crate::sandbox::plugin::plugin_id(path)?;
-        // A canary runs with its stable plugin's settings, and the canary's `config` values over them.
-        let base = canary::base_of(&id).unwrap_or(&id);
+        // A canary or shadow runs with its stable plugin's settings and its own `config` values
+        // over them; what a shadow emits is held for the comparison, never produced.
+        let (base, emitter, overrides) = match (canary::base_of(&id), shadow::base_of(&id)) {
+            (Some(base), _) => (base, &self.emitter, self.config.plugin.get(base).map(|p| &p.canary.config)),
+            (_, Some(base)) => (base, &self.held, self.config.plugin.get(base).map(|p| &p.shadow.config)),
+            _ => (id.as_str(), &self.emitter, None),
+        };
         let mut settings = self.config.plugin.get(base).cloned().unwrap_or_default();
-        if base != id {
-            let overrides = settings.canary.config.clone();
-            settings.config.extend(overrides);
-        }
+        settings.config.extend(overrides.cloned().unwrap_or_default());
         let limits = Limits::for_plugin(&self.config, base);
         let mut plugin =
-            Plugin::from_bytes(&self.runtime, path, bytes, &settings, limits, self.emitter.clone()).await?;
+            Plugin::from_bytes(&self.runtime, path, bytes, &settings, limits, emitter.clone()).await?;
         plugin.retry = self.config.retry_policy(base);
         let cache = if plugin.from_cache { "hit" } else { "miss" };
         self.metrics.plugin_compile.with_label_values(&[cache]).observe(plugin.compile_time.as_secs_f64());
@@ -348,14 +359,27 @@ impl Catalog {
         let live = {
             let mut rollouts = self.rollouts.lock().expect("catalog lock poisoned");
             rollouts.retain(|digest, _| plugins.iter().any(|p| p.digest == *digest));
-            InService::new(plugins, &mut |canary| {
-                let base = canary::base_of(&canary.id).unwrap_or_default();
-                let config = self.config.plugin.get(base).map(|p| p.canary.clone()).unwrap_or_default();
-                rollouts
-                    .entry(canary.digest.clone())
-                    .or_insert_with(|| Arc::new(Rollout::new(config)))
-                    .clone()
-            })
+            let mut shadows = self.shadows.lock().expect("catalog lock poisoned");
+            shadows.retain(|digest, _| plugins.iter().any(|p| p.digest == *digest));
+            InService::new(
+                plugins,
+                &mut |canary| {
+                    let base = canary::base_of(&canary.id).unwrap_or_default();
+                    let config = self.config.plugin.get(base).map(|p| p.canary.clone()).unwrap_or_default();
+                    rollouts
+                        .entry(canary.digest.clone())
+                        .or_insert_with(|| Arc::new(Rollout::new(config)))
+                        .clone()
+                },
+                &mut |plugin| {
+                    let base = shadow::base_of(&plugin.id).unwrap_or_default();
+                    let config = self.config.plugin.get(base).map(|p| p.shadow.clone()).unwrap_or_default();
+                    shadows
+                        .entry(plugin.digest.clone())
+                        .or_insert_with(|| Shadow::start(plugin.clone(), &config, &self.metrics))
+                        .clone()
+                },
+            )
         };
         for p in &old.plugins {
             let d = &p.description;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::pipeline::canary::{self, Rollout};
 use crate::pipeline::route::Router;
+use crate::pipeline::shadow::{self, Shadow};
 use crate::sandbox::plugin::Plugin;
 
 /// The plugins in service, with their routing table. Replaced as a whole.
@@ -19,12 +20,20 @@ pub struct InService {
     pub topics: Vec<String>,
     /// Canaries in service, by their stable plugin's id, with their rollouts.
     pub canaries: HashMap<String, (Arc<Plugin>, Arc<Rollout>)>,
+    /// Shadows in service, by their stable plugin's id.
+    pub shadows: HashMap<String, Arc<Shadow>>,
 }
 
 impl InService {
-    /// The set of `plugins`; `rollout` gives each canary its rollout.
-    pub(super) fn new(plugins: Vec<Arc<Plugin>>, rollout: &mut dyn FnMut(&Plugin) -> Arc<Rollout>) -> Self {
-        let stable = plugins.iter().filter(|p| canary::base_of(&p.id).is_none());
+    /// The set of `plugins`; `rollout` gives each canary its rollout, `shadow` each shadow its
+    /// running shadow.
+    pub(super) fn new(
+        plugins: Vec<Arc<Plugin>>,
+        rollout: &mut dyn FnMut(&Plugin) -> Arc<Rollout>,
+        shadow: &mut dyn FnMut(&Arc<Plugin>) -> Arc<Shadow>,
+    ) -> Self {
+        let stable =
+            plugins.iter().filter(|p| canary::base_of(&p.id).is_none() && shadow::base_of(&p.id).is_none());
         let router = Router::new(stable.map(|p| (p.clone(), p.subscriptions.clone())));
         let topics = router.topics();
         let mut canaries = HashMap::new();
@@ -36,7 +45,30 @@ impl InService {
                 tracing::warn!(plugin = %plugin.id, "a canary without {base}.wasm beside it handles nothing");
             }
         }
-        Self { plugins, router, topics, canaries }
+        let mut shadows = HashMap::new();
+        for plugin in &plugins {
+            let Some(base) = shadow::base_of(&plugin.id) else { continue };
+            if plugins.iter().any(|p| p.id == base) {
+                shadows.insert(base.to_string(), shadow(plugin));
+            } else {
+                tracing::warn!(plugin = %plugin.id, "a shadow without {base}.wasm beside it runs nothing");
+            }
+        }
+        // A stable version with a shadow keeps what it emits, for the comparison.
+        for plugin in
+            plugins.iter().filter(|p| canary::base_of(&p.id).is_none() && shadow::base_of(&p.id).is_none())
+        {
+            plugin.summarize_emits(shadows.contains_key(&plugin.id));
+        }
+        Self { plugins, router, topics, canaries, shadows }
+    }
+
+    /// The shadow of `plugin`, if it has one in service (never of a canary or shadow).
+    pub fn shadow_of(&self, plugin: &Plugin) -> Option<&Arc<Shadow>> {
+        if self.shadows.is_empty() {
+            return None;
+        }
+        self.shadows.get(&plugin.id)
     }
 
     /// Hands the canaries their share of the routed stable plugins: by the event's key (or,

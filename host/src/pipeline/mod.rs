@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`catalog`]: the plugins directory and the set in service (hot reload); [`route`]: the
-//!   routing table over that set; [`in_service`]: that set, with its canaries; [`canary`]: canary rollouts (share of keys, rollback,
+//!   routing table over that set; [`in_service`]: that set, with its canaries and shadows;
+//!   [`shadow`]: shadow runs compared with the stable version; [`canary`]: canary rollouts (share of keys, rollback,
 //!   promotion).
 //! - [`job`]: one routed event; [`lanes`]: the lanes' front (start, hand a job to its key's lane);
 //!   [`lane`]: a lane's worker (per-key order, parked retries, acknowledgement waits);
@@ -30,3 +31,4 @@ pub mod lanes;
 pub mod offsets;
 pub mod retry;
 pub mod route;
+pub mod shadow;

@@ -30,6 +30,8 @@ pub struct PluginEnv {
     pub env_values: Vec<(String, String)>,
     /// Where `log` calls and stdout/stderr go, within caps.
     pub log: Arc<PluginLog>,
+    /// Keep a summary of every emitted event (a shadow version compares them).
+    pub summarize: std::sync::atomic::AtomicBool,
 }
 
 /// The data of one plugin instance's `Store`.
@@ -44,6 +46,8 @@ pub struct HostState {
     pub(crate) pending: Vec<DeliveryFuture>,
     /// The events the current call emitted, held for the event's transaction (exactly-once).
     pub(crate) held: Vec<Outgoing>,
+    /// Summaries of the events the current call emitted, when the plugin summarises them.
+    pub(crate) summaries: Vec<crate::kafka_out::emit::EmitSummary>,
     /// What the current call has emitted, against its quota.
     pub(crate) quota: EmitQuota,
     /// When the current call must stop.
@@ -87,6 +91,7 @@ impl HostState {
             env,
             pending: Vec::new(),
             held: Vec::new(),
+            summaries: Vec::new(),
             quota: EmitQuota::new(0, 0),
             deadline: Instant::now(),
             timeout: Duration::ZERO,
@@ -208,6 +213,9 @@ impl bindings::host::Host for HostState {
             && event.extension("traceparent").is_none()
         {
             event.extensions.push(("traceparent".into(), traceparent.clone()));
+        }
+        if self.env.summarize.load(std::sync::atomic::Ordering::Relaxed) {
+            self.summaries.push(crate::kafka_out::emit::EmitSummary::of(&topic, &event, key.as_deref()));
         }
         match self.env.emitter.send(&topic, event, key.as_deref()) {
             Ok(sent) => {

@@ -67,6 +67,11 @@ impl Instances {
         &self.env.log
     }
 
+    /// Keep (or stop keeping) a summary of every event the plugin emits.
+    pub(super) fn summarize(&self, on: bool) {
+        self.env.summarize.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Log lines the plugin wrote past its rate cap since the last call.
     pub(super) fn log_lines_dropped(&self) -> u64 {
         self.env.log.take_dropped()
@@ -147,6 +152,7 @@ impl Instances {
         let result = within_deadline(&self.limits, deadline, call).await;
         let pending = std::mem::take(&mut instance.store.data_mut().pending);
         let held = std::mem::take(&mut instance.store.data_mut().held);
+        let summaries = std::mem::take(&mut instance.store.data_mut().summaries);
         let unavailable = instance.store.data_mut().emit_unavailable.take();
         let count = instance.store.data().quota.events();
         let returned = match result {
@@ -160,7 +166,7 @@ impl Instances {
             self.pool.lock().expect("pool lock poisoned").push(instance);
         }
         drop(permit);
-        returned.map(|()| Emits::new(pending, held, count)).map_err(|error| {
+        returned.map(|()| Emits::new(pending, held, count).with_summaries(summaries)).map_err(|error| {
             match (Failure::from(error), unavailable) {
                 // The plugin gave up because the host could not take what it emitted (a full producer
                 // queue): backpressure from the cluster, not a failure of the event.

@@ -136,6 +136,7 @@ impl Plugin {
             grants: settings.grants.clone(),
             env_values,
             log: Arc::new(crate::sandbox::plugin_log::PluginLog::new(&id)),
+            summarize: std::sync::atomic::AtomicBool::new(false),
         });
         let mut plugin = Plugin {
             id,
@@ -173,6 +174,14 @@ impl Plugin {
         match &self.body {
             Body::Component(instances) => instances.memory_bytes(),
             Body::Native(_) => 0,
+        }
+    }
+
+    /// Keep (or stop keeping) a summary of every event the plugin emits, returned with its calls'
+    /// [`Emits`] (a shadow version compares them). Native handlers keep none.
+    pub fn summarize_emits(&self, on: bool) {
+        if let Body::Component(instances) = &self.body {
+            instances.summarize(on);
         }
     }
 
@@ -328,14 +337,15 @@ pub fn plugin_id(path: &Path) -> anyhow::Result<String> {
         .file_stem()
         .and_then(|s| s.to_str())
         .ok_or_else(|| anyhow!("{} has no UTF-8 file name", path.display()))?;
-    // `<id>.canary.wasm` is a canary version of plugin `<id>` (see `pipeline/canary.rs`).
-    let base = stem.strip_suffix(".canary").unwrap_or(stem);
+    // `<id>.canary.wasm` is a canary version of plugin `<id>` (see `pipeline/canary.rs`),
+    // `<id>.shadow.wasm` a shadow version (see `pipeline/shadow.rs`).
+    let base = stem.strip_suffix(".canary").or_else(|| stem.strip_suffix(".shadow")).unwrap_or(stem);
     if base.is_empty()
         || !base.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     {
         bail!(
             "plugin file name {stem:?} must be lowercase letters, digits, '-' or '_' (it becomes the plugin id), \
-             optionally followed by .canary"
+             optionally followed by .canary or .shadow"
         );
     }
     Ok(stem.to_string())

@@ -12,7 +12,9 @@
 //! with `parse` set, it parses the event's data as JSON and returns (an error if it is not JSON).
 //!
 //! Failure injection: the config key `fail-all=permanent` rejects every event, `fail-half` rejects
-//! (permanently) the events whose id's bytes add up to an odd number; otherwise it is
+//! (permanently) the events whose id's bytes add up to an odd number, and `alter-some` makes the
+//! output's data `"altered"` for the events whose id's bytes add up to a multiple of five (a
+//! shadow that differs on a known subset); otherwise failure injection is
 //! driven by extensions on the input event:
 //! - `failmode=permanent`: returns a permanent error.
 //! - `failmode=retryable`: returns a retryable error while `attempt < failuntil` (never succeeds
@@ -90,7 +92,7 @@ impl Guest for Echo {
             subject: Some(event.type_.clone()),
             time: None,
             extensions,
-            data: event.data,
+            data: if settings.alter_some && altered(&event.id) { Some(b"\"altered\"".to_vec()) } else { event.data },
         };
         host::emit(&topic, &output, delivery.key.as_deref()).map_err(|e| {
             HandleError::Retryable(RetryableError { reason: format!("emit failed: {e:?}"), delay_ms: None })
@@ -111,6 +113,7 @@ struct Settings {
     parse: bool,
     fail_all: bool,
     fail_half: bool,
+    alter_some: bool,
 }
 
 /// Start-up code: the component runs `_initialize` once per instance, when it is instantiated
@@ -129,7 +132,13 @@ fn settings() -> &'static Settings {
         parse: host::config_get("parse").is_some(),
         fail_all: host::config_get("fail-all").as_deref() == Some("permanent"),
         fail_half: host::config_get("fail-half").is_some(),
+        alter_some: host::config_get("alter-some").is_some(),
     })
+}
+
+/// The events `alter-some` changes: those whose id's bytes add up to a multiple of five.
+fn altered(id: &str) -> bool {
+    id.bytes().map(u32::from).sum::<u32>().is_multiple_of(5)
 }
 
 fn extension<'a>(event: &'a Cloudevent, name: &str) -> Option<&'a str> {

@@ -218,7 +218,7 @@ impl Host {
                 Some(handle) => {
                     let error = match handle.await {
                         Ok(Ok(())) => anyhow::anyhow!("the transaction committer stopped unexpectedly"),
-                        Ok(Err(error)) => error.context("the transaction committer stopped"),
+                        Ok(Err(error)) => anyhow::Error::new(TransactionAborted(format!("{error:#}"))),
                         Err(error) => anyhow::anyhow!("the transaction committer failed: {error}"),
                     };
                     tracing::error!(
@@ -312,19 +312,38 @@ impl Host {
 }
 
 /// Runs a host until `shutdown` resolves, then shuts it down gracefully. If a pipeline task ends
-/// or panics first, shuts down and returns the cause as an error (the process should exit non-zero).
+/// or panics first, shuts down and returns the cause as an error (the process should exit
+/// non-zero). A transaction that could not commit (exactly-once delivery: a rebalance moved the
+/// group on, or the member was fenced) instead restarts the host in the process: it rejoins its
+/// group and handles the aborted transaction's events again from the last committed one.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let mut host = Host::start(config).await?;
-    let failure = tokio::select! {
-        () = shutdown => None,
-        failure = host.failed() => Some(failure),
-    };
-    host.shutdown().await?;
-    match failure {
-        Some(failure) => Err(failure),
-        None => Ok(()),
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let mut host = Host::start(config.clone()).await?;
+        let failure = tokio::select! {
+            () = &mut shutdown => None,
+            failure = host.failed() => Some(failure),
+        };
+        host.shutdown().await?;
+        match failure {
+            None => return Ok(()),
+            Some(failure) if failure.is::<TransactionAborted>() => {
+                tracing::warn!(
+                    reason = format!("{failure:#}"),
+                    "restarting the pipeline: it rejoins its group and handles the aborted transaction's events again"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(failure) => return Err(failure),
+        }
     }
 }
+
+/// Exactly-once delivery: a transaction could not commit and was aborted, so its events must be
+/// handled again from the last committed transaction ([`run`] restarts the host).
+#[derive(Debug, thiserror::Error)]
+#[error("a transaction was aborted: {0}")]
+pub struct TransactionAborted(pub String);
 
 /// Exactly-once delivery: creates the member's transactional producer, registers its id with the
 /// cluster (fencing an earlier producer with the same id) and starts the committer's thread.

@@ -7,9 +7,10 @@
 //! revocation or shutdown asks. A commit records the events finished past the committed offset in
 //! the commit's metadata, so that the partition's next owner skips them.
 //!
-//! A transaction that cannot commit is aborted and the committer stops with the cause: the host
-//! stops (the process exits non-zero) and its partitions are handled again from the last
-//! committed transaction, by whoever owns them next.
+//! A transaction that cannot commit (a rebalance moved the group to a new generation, the member
+//! was fenced, a write failed for good) is aborted and the committer stops with the cause: the host
+//! restarts in the process (`host::run`), rejoins its group, and the aborted transaction's events
+//! are handled again from the last committed transaction, by whoever owns them now.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! note; a plugin that sleeps in a WASI call is stopped at the default deadline, and with
 //! `--log-format json` every line the process writes to stderr is JSON, a guest panic included.
 //! `weft produce` writes a file of records to the broker as written, and names the record and the
-//! field of a bad one.
+//! field of a bad one. `weft plugin promote` and `roll-back` move a canary's file.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -255,4 +255,29 @@ async fn produce_writes_records_as_written_and_names_a_bad_one() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("topic {missing}: UnknownTopicOrPartition")), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(20), "not after the 30 s send timeout");
+}
+
+/// `weft plugin roll-back` sets a canary aside, `weft plugin promote` moves it over the stable
+/// version; with no canary, each says which file is missing.
+#[test]
+fn plugin_promote_and_roll_back_move_the_canary_file() {
+    let dir = std::env::temp_dir().join(unique("weft-canary-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weft = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weft")).args(args).arg("--dir").arg(&dir).output().unwrap()
+    };
+    std::fs::write(dir.join("echo.wasm"), b"stable").unwrap();
+    std::fs::write(dir.join("echo.canary.wasm"), b"canary").unwrap();
+    let rolled = weft(&["plugin", "roll-back", "echo"]);
+    assert!(rolled.status.success(), "{}", String::from_utf8_lossy(&rolled.stderr));
+    assert!(!dir.join("echo.canary.wasm").exists());
+    assert_eq!(std::fs::read(dir.join("echo.canary.wasm.rolled-back")).unwrap(), b"canary");
+    let missing = weft(&["plugin", "promote", "echo"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("echo.canary.wasm"), "names the missing file");
+    std::fs::write(dir.join("echo.canary.wasm"), b"canary 2").unwrap();
+    let promoted = weft(&["plugin", "promote", "echo"]);
+    assert!(promoted.status.success(), "{}", String::from_utf8_lossy(&promoted.stderr));
+    assert_eq!(std::fs::read(dir.join("echo.wasm")).unwrap(), b"canary 2");
+    assert!(!dir.join("echo.canary.wasm").exists());
 }

@@ -160,18 +160,14 @@ async fn after_a_crash_events_finished_past_a_waiting_one_are_not_handled_again(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outputs =
         if outputs.len() == 201 { read_all(&output, Duration::from_secs(2)).await } else { outputs };
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for o in &outputs {
-        *count.entry(o.header("ce_id").unwrap()).or_default() += 1;
-    }
-    let again: Vec<_> = count.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    let again = repeated_ids(&outputs);
     assert!(
         again.is_empty(),
         "{} events handled again after the crash, e.g. {:?}",
         again.len(),
         &again[..again.len().min(5)]
     );
-    assert_eq!(count.len(), 201);
+    assert_eq!(outputs.len(), 201);
     assert!(child.stop().success(), "log: {}", log.display());
     assert_eq!(committed_and_end(&group, &topic, 1), [(201, 201)]);
 }

@@ -631,6 +631,23 @@ pub fn echo_run_config_exactly_once(dir: &Path, group: &str, topic: &str, output
     config
 }
 
+/// The `ce_id`s of `outputs` that appear more than once.
+pub fn repeated_ids(outputs: &[Output]) -> Vec<&str> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for o in outputs {
+        *seen.entry(o.header("ce_id").expect("ce_id")).or_default() += 1;
+    }
+    seen.into_iter().filter(|(_, n)| *n > 1).map(|(id, _)| id).collect()
+}
+
+/// Reads `count` records of `topic` (within `timeout`), waits two seconds for any that should not
+/// come (a duplicate, a late write), and reads the topic again if the count was reached.
+pub async fn read_settled(topic: &str, count: usize, timeout: Duration) -> Vec<Output> {
+    let outputs = read(topic, count, timeout).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if outputs.len() == count { read_all(topic, Duration::from_secs(2)).await } else { outputs }
+}
+
 /// Checks that every id `<prefix>-<n>` for `n` below `count` has exactly one output and that each
 /// key's outputs follow its inputs' order; returns how many outputs there were.
 pub fn assert_exactly_once_in_key_order(outputs: &[Output], prefix: &str, count: usize) {

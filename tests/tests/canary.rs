@@ -48,10 +48,7 @@ async fn a_canary_failing_half_its_events_is_rolled_back_and_nothing_is_lost() {
     };
     let (host, topic, output, dir, group) = start(ECHO_WASM, rollout).await;
     produce_steadily(&topic, "c", (EVENTS / 500) as u64, KEYS, 0, Duration::from_millis(300)).await.unwrap();
-    let outputs = read(&output, EVENTS, Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let outputs =
-        if outputs.len() == EVENTS { read_all(&output, Duration::from_secs(2)).await } else { outputs };
+    let outputs = read_settled(&output, EVENTS, Duration::from_secs(120)).await;
     check_once_in_order(&outputs);
     let metrics = host.metrics();
     assert_eq!(
@@ -85,10 +82,7 @@ async fn a_good_canary_is_promoted_and_no_key_goes_back_to_the_old_version() {
     };
     let (host, topic, output, dir, _) = start(ECHO_V2_WASM, rollout).await;
     produce_steadily(&topic, "c", (EVENTS / 500) as u64, KEYS, 0, Duration::from_millis(300)).await.unwrap();
-    let outputs = read(&output, EVENTS, Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let outputs =
-        if outputs.len() == EVENTS { read_all(&output, Duration::from_secs(2)).await } else { outputs };
+    let outputs = read_settled(&output, EVENTS, Duration::from_secs(120)).await;
     check_once_in_order(&outputs);
     assert_eq!(host.metrics().canary_decisions.with_label_values(&["echo", "promoted"]).get(), 1);
     assert!(!dir.join("echo.canary.wasm").exists(), "the canary's file became echo.wasm");

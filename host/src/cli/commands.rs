@@ -311,20 +311,12 @@ pub async fn execute(
             println!("deploy: cp {shown}/{name}.wasm <weft plugins directory>/");
         }
         Command::Plugin { command: PluginCommand::Promote { id, dir } } => {
-            let canary = dir.join(format!("{id}.canary.wasm"));
-            let stable = dir.join(format!("{id}.wasm"));
-            std::fs::rename(&canary, &stable).with_context(|| {
-                format!("promoting {}: moving it to {}", canary.display(), stable.display())
-            })?;
-            println!("promoted {} to {}", canary.display(), stable.display());
+            let to = move_canary(&dir, &id, &format!("{id}.wasm"), "promoting")?;
+            println!("promoted {id}.canary.wasm: it is {}", to.display());
         }
         Command::Plugin { command: PluginCommand::RollBack { id, dir } } => {
-            let canary = dir.join(format!("{id}.canary.wasm"));
-            let aside = dir.join(format!("{id}.canary.wasm.rolled-back"));
-            std::fs::rename(&canary, &aside).with_context(|| {
-                format!("rolling back {}: moving it to {}", canary.display(), aside.display())
-            })?;
-            println!("rolled back: {} set aside as {}", canary.display(), aside.display());
+            let to = move_canary(&dir, &id, &format!("{id}.canary.wasm.rolled-back"), "rolling back")?;
+            println!("rolled back {id}.canary.wasm: set aside as {}", to.display());
         }
         Command::Check { plugin } => {
             let loaded = crate::cli::invoke::check(&plugin, &PluginConfig::default()).await?;
@@ -435,4 +427,14 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Moves canary `<id>.canary.wasm` in `dir` to `name` (a running Weft watching `dir` follows);
+/// returns where it went.
+fn move_canary(dir: &std::path::Path, id: &str, name: &str, doing: &str) -> anyhow::Result<PathBuf> {
+    let canary = dir.join(format!("{id}.canary.wasm"));
+    let to = dir.join(name);
+    std::fs::rename(&canary, &to)
+        .with_context(|| format!("{doing} {}: moving it to {}", canary.display(), to.display()))?;
+    Ok(to)
 }

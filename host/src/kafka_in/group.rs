@@ -162,10 +162,17 @@ impl ConsumerContext for GroupContext {
         // events are left for the next owner, so there is nothing to wait for.
         let can_block = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !self.stopping.load(Ordering::SeqCst) && can_block {
-            tokio::task::block_in_place(|| self.drain(partitions));
+        match &self.transactions {
+            // Exactly-once, partitions lost: others own them already, and no transaction of them
+            // can commit. The open one is abandoned (the host starts over), without waiting here.
+            Some(transactions) if consumer.assignment_lost() => transactions.abandon(),
+            _ => {
+                if !self.stopping.load(Ordering::SeqCst) && can_block {
+                    tokio::task::block_in_place(|| self.drain(partitions));
+                }
+                self.commit_finished(consumer);
+            }
         }
-        self.commit_finished(consumer);
         for p in partitions.elements() {
             self.tracker.forget(p.topic(), p.partition());
             let _ = self.metrics.consumer_lag.remove_label_values(&[p.topic(), &p.partition().to_string()]);

@@ -104,6 +104,11 @@ impl Committer {
                     let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
                     return result;
                 }
+                Ok(Request::Abandon) => {
+                    return Err(self.abort(anyhow!(
+                        "the member lost its partitions (its session expired, or the coordinator is gone)"
+                    )));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the host is going away without a stop.
                 Err(RecvTimeoutError::Disconnected) => return self.commit(),

@@ -32,6 +32,8 @@ pub enum Request {
     Commit(mpsc::Sender<Result<(), String>>),
     /// Commit what is open and stop (shutdown).
     Stop(mpsc::Sender<Result<(), String>>),
+    /// The member lost its partitions: abort what is open and stop, for the host to start over.
+    Abandon,
 }
 
 /// The lanes' (and the group callbacks') way to the committer.
@@ -57,6 +59,12 @@ impl Transactions {
     /// `timeout`) for the result.
     pub fn commit_now(&self, timeout: Duration) -> Result<(), String> {
         self.ask(Request::Commit, timeout)
+    }
+
+    /// Tells the committer that the member lost its partitions (without waiting): it aborts the
+    /// open transaction and stops, and the host starts over.
+    pub fn abandon(&self) {
+        let _ = self.requests.send(Request::Abandon);
     }
 
     /// Commits what is open and stops the committer.

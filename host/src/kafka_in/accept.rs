@@ -104,7 +104,7 @@ pub fn accept(
     if intake.pipeline.tracker.finished_before(&ticket) {
         // A previous owner finished it past its committed offset, and its commit recorded that.
         intake.pipeline.metrics.finished_before.with_label_values(&[topic]).inc();
-        intake.pipeline.finish(&ticket);
+        intake.pipeline.finish_unhandled(ticket, intake.in_flight.take(0));
         return None;
     }
     // Names and values as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
@@ -167,7 +167,7 @@ pub fn accept(
                 format!("no plugin subscribes to type {:?} from {:?} on {topic}", event.ty, event.source);
             return refused((DlqReason::NoRoute, error), raw, share);
         }
-        intake.pipeline.finish(&ticket);
+        intake.pipeline.finish_unhandled(ticket, share);
         return None;
     }
     let record = Delivery { headers, ..record(message) };

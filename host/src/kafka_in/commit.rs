@@ -81,7 +81,9 @@ pub fn finished_metadata(offset: i64, runs: &[(i64, i64)]) -> String {
     }
     let mut text = String::from(METADATA_PREFIX);
     let mut previous = offset;
-    for (index, (first, last)) in runs.iter().take(MAX_FINISHED_RUNS).enumerate() {
+    // Every run is recorded: the finishing of events keeps them within `MAX_FINISHED_RUNS` (and
+    // one for a run recorded in two parts), which fits the broker's limit (see the test below).
+    for (index, (first, last)) in runs.iter().enumerate() {
         if index > 0 {
             text.push(',');
         }
@@ -150,7 +152,7 @@ mod tests {
     #[test]
     fn the_largest_record_fits_the_brokers_default_limit() {
         let runs: Vec<(i64, i64)> =
-            (0..MAX_FINISHED_RUNS as i64).map(|n| (n * 2_000_000 + 1, n * 2_000_000 + 999_999)).collect();
+            (0..=MAX_FINISHED_RUNS as i64).map(|n| (n * 2_000_000 + 1, n * 2_000_000 + 999_999)).collect();
         assert!(finished_metadata(0, &runs).len() < 4_096);
     }
 }

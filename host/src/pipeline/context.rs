@@ -53,6 +53,18 @@ impl PipelineContext {
         }
     }
 
+    /// Finishes an event no plugin handles (none wants it, or a previous owner of its partition
+    /// finished it): at once, or (exactly-once delivery) through the transaction committer, which
+    /// keeps what a commit records within bounds.
+    pub fn finish_unhandled(&self, ticket: Ticket, share: crate::pipeline::in_flight::Share) {
+        match &self.transactions {
+            Some(transactions) => {
+                transactions.finished(Handoff { key_hash: 0, ticket, records: Vec::new(), share })
+            }
+            None => self.finish(&ticket),
+        }
+    }
+
     /// Whether events are delivered exactly once (through transactions).
     pub fn exactly_once(&self) -> bool {
         self.transactions.is_some()

@@ -264,8 +264,9 @@ impl OffsetTracker {
     }
 
     /// Whether finishing the ticket's event keeps the runs of finished events past its
-    /// partition's head within `max_runs` (what a commit's metadata can record). The head itself
-    /// can always finish.
+    /// partition's head within `max_runs` (what a commit's metadata can record), counting the
+    /// runs a previous owner recorded that are not fetched yet, and one more for the run being
+    /// fetched (it is recorded in two parts). The head itself can always finish.
     pub fn can_finish(&self, ticket: &Ticket, max_runs: usize) -> bool {
         let mut partitions = self.lock();
         let Some(state) = state(&mut partitions, &ticket.topic, ticket.partition)
@@ -276,7 +277,17 @@ impl OffsetTracker {
         let Some(index) = state.find(ticket) else { return true };
         let joins = (index > 0 && state.pending[index - 1].finished)
             || state.pending.get(index + 1).is_some_and(|p| p.finished);
-        index == 0 || joins || state.runs < max_runs
+        if index == 0 || joins {
+            return true;
+        }
+        let fetched = state.pending.back().map_or(i64::MIN, |last| last.offset);
+        let inherited = self
+            .finished_before
+            .lock()
+            .expect("finished-before lock poisoned")
+            .get(&(ticket.topic.to_string(), ticket.partition))
+            .map_or(0, |runs| runs.iter().filter(|(_, last)| *last > fetched).count() + 1);
+        state.runs + inherited < max_runs
     }
 
     /// Every tracked partition's [`CommitPoint`] (revoked ones too, until forgotten). The runs a
@@ -708,6 +719,19 @@ mod tests {
         let point = &t.commit_points()[0];
         assert_eq!((point.offset, point.finished_past.clone()), (14, vec![(15, 17)]), "10-13 committed");
         assert!(t.can_finish(&tickets[9], 2), "one run left past the head");
+    }
+
+    #[test]
+    fn runs_a_previous_owner_recorded_count_against_the_limit() {
+        let t = OffsetTracker::new();
+        // Two runs recorded, not fetched yet; one more is allowed for the run fetched in two parts.
+        t.set_finished_before("t", 0, vec![(20, 21), (30, 31)]);
+        let tickets: Vec<Ticket> = (10..16).map(|offset| t.begin("t", 0, offset)).collect();
+        assert!(t.can_finish(&tickets[2], 4), "2 recorded + 1 + this one's new run fit in 4");
+        t.finish(&tickets[2]);
+        assert!(!t.can_finish(&tickets[4], 4), "a second new run would not be recorded");
+        assert!(t.can_finish(&tickets[3], 4), "joining a run adds none");
+        assert!(t.can_finish(&tickets[0], 4), "the head always may");
     }
 
     #[test]

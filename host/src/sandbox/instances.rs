@@ -85,7 +85,7 @@ impl Instances {
             .instantiate(deadline)
             .await
             .map_err(|e| anyhow!("instantiation failed: {}", one_line(&e)))?;
-        instance.arm(&self.limits, deadline, None);
+        instance.arm(&self.limits, self.runtime.meters_fuel(), deadline, None);
         let info =
             within_deadline(&self.limits, deadline, instance.handler.call_describe(&mut instance.store))
                 .await
@@ -146,7 +146,7 @@ impl Instances {
             Some(instance) => instance,
             None => self.instantiate(deadline).await.map_err(|e| failure_of_call(e, self.limits.fuel))?,
         };
-        instance.arm(&self.limits, deadline, Some(&event.id));
+        instance.arm(&self.limits, self.runtime.meters_fuel(), deadline, Some(&event.id));
         instance.store.data_mut().traceparent = traceparent.map(str::to_string);
         let call = instance.handler.call_handle(&mut instance.store, event, delivery);
         let result = within_deadline(&self.limits, deadline, call).await;
@@ -214,7 +214,7 @@ impl Instance {
     /// Prepares the store for one call: the attempt's `deadline`, a full tank of fuel for a pooled
     /// instance when metered (a new one goes on with what its start-up code left), and the event
     /// id for log attribution.
-    fn arm(&mut self, limits: &Limits, deadline: Instant, event_id: Option<&str>) {
+    fn arm(&mut self, limits: &Limits, metered: bool, deadline: Instant, event_id: Option<&str>) {
         let state = self.store.data_mut();
         state.deadline = deadline;
         state.timeout = limits.timeout;
@@ -224,8 +224,9 @@ impl Instance {
         state.quota = EmitQuota::new(limits.max_emits, limits.max_emit_bytes);
         state.emit_unavailable = None;
         self.store.set_epoch_deadline(1);
-        // Plugins without a fuel limit run unmetered in effect; `get_fuel` fails when not metered.
-        if !std::mem::take(&mut self.fresh) && self.store.get_fuel().is_ok() {
+        // Plugins without a fuel limit run unmetered in effect. (Asked of the engine, not of the
+        // store: `get_fuel` builds an error on every call when fuel is off.)
+        if !std::mem::take(&mut self.fresh) && metered {
             let _ = self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
     }

@@ -131,7 +131,8 @@ impl Catalog {
             live: ArcSwap::from_pointee(InService::new(
                 natives,
                 &mut |_| Arc::new(Rollout::new(crate::config::CanaryConfig::default())),
-                &mut |_| unreachable!("native handlers are never shadows"),
+                // The first set is published again once the directory is read, shadows running.
+                &mut |_| None,
             )),
             shadows: Mutex::default(),
             held: Arc::new(Emitter::Held),
@@ -374,10 +375,10 @@ impl Catalog {
                 &mut |plugin| {
                     let base = shadow::base_of(&plugin.id).unwrap_or_default();
                     let config = self.config.plugin.get(base).map(|p| p.shadow.clone()).unwrap_or_default();
-                    shadows
+                    let running = shadows
                         .entry(plugin.digest.clone())
-                        .or_insert_with(|| Shadow::start(plugin.clone(), &config, &self.metrics))
-                        .clone()
+                        .or_insert_with(|| Shadow::start(plugin.clone(), &config, &self.metrics));
+                    Some(running.clone())
                 },
             )
         };

@@ -26,11 +26,11 @@ pub struct InService {
 
 impl InService {
     /// The set of `plugins`; `rollout` gives each canary its rollout, `shadow` each shadow its
-    /// running shadow.
+    /// running shadow (`None`: the shadow does not run in this set).
     pub(super) fn new(
         plugins: Vec<Arc<Plugin>>,
         rollout: &mut dyn FnMut(&Plugin) -> Arc<Rollout>,
-        shadow: &mut dyn FnMut(&Arc<Plugin>) -> Arc<Shadow>,
+        shadow: &mut dyn FnMut(&Arc<Plugin>) -> Option<Arc<Shadow>>,
     ) -> Self {
         let stable =
             plugins.iter().filter(|p| canary::base_of(&p.id).is_none() && shadow::base_of(&p.id).is_none());
@@ -49,7 +49,9 @@ impl InService {
         for plugin in &plugins {
             let Some(base) = shadow::base_of(&plugin.id) else { continue };
             if plugins.iter().any(|p| p.id == base) {
-                shadows.insert(base.to_string(), shadow(plugin));
+                if let Some(running) = shadow(plugin) {
+                    shadows.insert(base.to_string(), running);
+                }
             } else {
                 tracing::warn!(plugin = %plugin.id, "a shadow without {base}.wasm beside it runs nothing");
             }

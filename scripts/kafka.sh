@@ -23,6 +23,8 @@
 #   stop               stop every broker this script started
 #   tool CLASS ARGS    run a Java main class from the Kafka classpath, e.g.
 #                      org.apache.kafka.tools.ConsoleProducer (client tools)
+#   cluster-id [N]     print N (default 1) new cluster ids of the kind the start
+#                      commands format brokers with, one a line
 #
 # Contract for callers: machine-readable output goes to stdout only; progress and
 # errors go to stderr. Every start command gives a fresh, empty cluster.
@@ -185,9 +187,15 @@ free_port() {
 }
 
 # A KRaft cluster id: 16 random bytes in URL-safe base64 without padding (what
-# `kafka-storage random-uuid` prints), made here to spare a JVM start.
+# `kafka-storage random-uuid` prints), made here to spare a JVM start. Like
+# Kafka's own, it never starts with '-': kafka-storage would read it as an option.
 new_cluster_id() {
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+  local id
+  while :; do
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    [ "${id#-}" = "$id" ] && break
+  done
+  printf '%s' "$id"
 }
 
 random_secret() {
@@ -649,6 +657,11 @@ main() {
       ;;
     status) cmd_status ;;
     stop) cmd_stop ;;
+    cluster-id)
+      local n=${1:-1}
+      [[ $n =~ ^[0-9]+$ ]] || die "usage: kafka.sh cluster-id [COUNT]"
+      for ((; n > 0; n--)); do new_cluster_id; echo; done
+      ;;
     tool)
       [ $# -gt 0 ] || die "usage: kafka.sh tool MAIN_CLASS [ARGS...]"
       ensure_classpath

@@ -1,6 +1,7 @@
 //! The deployment files cannot drift from the host: every metric the Grafana dashboard and the
 //! alert rules query is one Weft exports (checked against a real scrape), and docker-compose.yml
 //! parses, mounts files that exist, and wires ports and addresses consistently with Weft's config.
+//! The broker script makes cluster ids Kafka accepts.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -322,4 +323,24 @@ fn cluster_profile_runs_three_nodes_with_replication_three_and_min_isr_two() {
     // Weft's dead-letter topics take the broker default (3) unless configured.
     let config = weft::Config::parse(&std::fs::read_to_string(repo("deploy/weft.toml")).unwrap()).unwrap();
     assert_eq!(config.dlq.replication_factor, -1);
+}
+
+/// The broker script formats every fresh cluster with an id of its own making. An id starting
+/// with '-' made `kafka-storage format --cluster-id` read it as an option and the start fail,
+/// about one start in 64.
+#[test]
+fn broker_cluster_ids_are_valid_kafka_ids() {
+    let out = std::process::Command::new(repo("scripts/kafka.sh"))
+        .args(["cluster-id", "1000"])
+        .output()
+        .expect("run scripts/kafka.sh cluster-id");
+    assert!(out.status.success(), "kafka.sh cluster-id failed: {}", String::from_utf8_lossy(&out.stderr));
+    let ids: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(ids.len(), 1000);
+    for id in &ids {
+        let url_safe = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        assert!(id.len() == 22 && url_safe, "{id:?} is not 16 bytes in URL-safe base64");
+        assert!(!id.starts_with('-'), "{id:?} starts with '-', which kafka-storage takes for an option");
+    }
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "cluster ids repeat");
 }

@@ -252,7 +252,9 @@ fn main() {
         let compile = Instant::now();
         let limits = Limits::from_config(&Config::with_brokers("unused:9092"));
         let load_with = |wasm, limits, settings: PluginConfig| async move {
-            Plugin::load(&wasm, Path::new(ECHO), &settings, limits, Arc::new(Emitter::Discard)).await.unwrap()
+            Plugin::load(&wasm, Path::new(ECHO), &settings, limits, Arc::new(Emitter::discard()))
+                .await
+                .unwrap()
         };
         let load = |wasm, limits| load_with(wasm, limits, PluginConfig::default());
         let plugin = load(wasm.clone(), limits).await;

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["pipeline"],
     &["sandbox"],
     &["kafka_out"],
+    &["schemas"],
     &["kafka"],
     &["ops"],
     &["config"],

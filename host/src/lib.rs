@@ -14,6 +14,7 @@
 //! - [`pipeline`]: the plugins in service and routing, lanes, attempts and retries, offsets.
 //! - [`sandbox`]: the WebAssembly engine, plugins, their instances and host imports.
 //! - [`kafka_out`]: emitted events and dead letters.
+//! - [`schemas`]: JSON Schemas and Avro with a schema registry: events checked before dispatch.
 //! - [`kafka`]: Kafka client configuration and headers, shared by Kafka in and out.
 //! - [`ops`]: metrics, health, the HTTP listener, logging and tracing, supervised tasks.
 //! - [`config`]: the configuration, a file per section.
@@ -30,6 +31,7 @@ pub mod kafka_out;
 pub mod ops;
 pub mod pipeline;
 pub mod sandbox;
+pub mod schemas;
 
 pub use config::Config;
 pub use host::{Host, run};

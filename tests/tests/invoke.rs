@@ -176,7 +176,7 @@ async fn loaded_echo(limits: weft::sandbox::plugin::Limits) -> weft::sandbox::pl
         Path::new(ECHO_WASM),
         &PluginConfig::default(),
         limits,
-        std::sync::Arc::new(weft::kafka_out::emit::Emitter::Discard),
+        std::sync::Arc::new(weft::kafka_out::emit::Emitter::discard()),
     )
     .await
     .unwrap()
@@ -286,7 +286,7 @@ async fn a_full_producer_queue_uses_up_no_attempt() {
         Path::new(ECHO_WASM),
         &PluginConfig::default(),
         weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092")),
-        std::sync::Arc::new(weft::kafka_out::emit::Emitter::Kafka(producer)),
+        std::sync::Arc::new(weft::kafka_out::emit::Destination::Kafka(producer).into()),
     )
     .await
     .unwrap();
@@ -317,7 +317,7 @@ async fn one_deadline_covers_start_up_and_the_call() {
         Path::new(ECHO_WASM),
         &config,
         limits,
-        std::sync::Arc::new(weft::kafka_out::emit::Emitter::Discard),
+        std::sync::Arc::new(weft::kafka_out::emit::Emitter::discard()),
     )
     .await
     .unwrap();

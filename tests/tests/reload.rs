@@ -367,7 +367,7 @@ async fn an_unchanged_file_is_not_compiled_again() {
             Path::new(ECHO_WASM),
             &Default::default(),
             weft::sandbox::plugin::Limits::from_config(&weft::Config::with_brokers("unused:9092")),
-            std::sync::Arc::new(weft::kafka_out::emit::Emitter::Discard),
+            std::sync::Arc::new(weft::kafka_out::emit::Emitter::discard()),
         )
         .await
         .expect("echo loads")

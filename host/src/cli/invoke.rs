@@ -2,7 +2,7 @@
 //! it one event from a JSON file and shows the outcome and what it emitted.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -21,7 +21,7 @@ use crate::sandbox::runtime::{Runtime, RuntimeOptions};
 /// Loads `path` the way the host would, with `settings`, emitting into a capture buffer.
 pub async fn check(path: &Path, settings: &PluginConfig) -> anyhow::Result<Plugin> {
     let runtime = Runtime::new()?;
-    let emitter = Arc::new(Emitter::Capture(Mutex::new(Vec::new())));
+    let emitter = Arc::new(Emitter::capture());
     let limits = Limits::from_config(&Config::with_brokers("unused:9092"));
     Plugin::load(&runtime, path, settings, limits, emitter)
         .await
@@ -126,7 +126,7 @@ pub async fn invoke_record(
     limits: Limits,
 ) -> anyhow::Result<Invocation> {
     let runtime = Runtime::with_options(&RuntimeOptions { fuel: limits.fuel.is_some(), cache_dir: None })?;
-    let emitter = Arc::new(Emitter::Capture(Mutex::new(Vec::new())));
+    let emitter = Arc::new(Emitter::capture());
     let plugin = Plugin::load(&runtime, path, settings, limits, emitter.clone())
         .await
         .with_context(|| format!("{} refused", path.display()))?;

@@ -117,3 +117,13 @@ pub fn canary_promote_after_ms() -> u64 {
 pub fn shadow_queue() -> usize {
     1_000
 }
+
+/// `schema_registry.timeout_ms`: one registry request.
+pub fn registry_timeout_ms() -> u64 {
+    5_000
+}
+
+/// `schema_registry.refresh_ms`: how often the latest schema of an emit subject is read again.
+pub fn registry_refresh_ms() -> u64 {
+    30_000
+}

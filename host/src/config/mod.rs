@@ -6,7 +6,8 @@
 //! # Layout
 //! One file per section, each with its own checks: [`kafka`] (`[kafka]`), [`plugins`] (`[plugins]`
 //! and `[plugin.<id>]`: limits, grants; [`canary`]: a canary's rollout), [`pipeline`], [`retry`] (the policy and its backoff),
-//! [`dlq`], [`delivery`] (at-least-once or exactly-once), [`topics`] (plain JSON topics), [`operations`] (`[http]`, `[telemetry]`),
+//! [`dlq`], [`delivery`] (at-least-once or exactly-once), [`topics`] (plain JSON topics, schemas),
+//! [`schemas`] (`[schema_registry]`), [`operations`] (`[http]`, `[telemetry]`),
 //! [`subscription`] (a plugin's topic and filters); [`defaults`] holds every default value.
 //!
 //! Configuration sits at the bottom of the crate: every stage reads it, and it imports nothing but
@@ -27,6 +28,7 @@ pub mod operations;
 pub mod pipeline;
 pub mod plugins;
 pub mod retry;
+pub mod schemas;
 pub mod subscription;
 pub mod topics;
 
@@ -38,6 +40,7 @@ pub use operations::{HttpConfig, TelemetryConfig};
 pub use pipeline::PipelineConfig;
 pub use plugins::{DirGrant, Grants, InstanceStrategy, LimitOverrides, PluginConfig, PluginsConfig};
 pub use retry::{RetryPolicy, RetrySettings};
+pub use schemas::{AvroData, RegistryConfig};
 pub use subscription::SubscriptionSpec;
 pub use topics::{TopicConfig, TopicFormat};
 
@@ -47,6 +50,8 @@ pub const ENV_BROKERS: &str = "WEFT_KAFKA_BROKERS";
 pub const ENV_GROUP_ID: &str = "WEFT_KAFKA_GROUP_ID";
 /// Overrides `plugins.dir`.
 pub const ENV_PLUGINS_DIR: &str = "WEFT_PLUGINS_DIR";
+/// Overrides `schema_registry.url` (and makes a `[schema_registry]` if the file has none).
+pub const ENV_SCHEMA_REGISTRY_URL: &str = "WEFT_SCHEMA_REGISTRY_URL";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -78,9 +83,12 @@ pub struct Config {
     /// Trace export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
-    /// Topics whose records are not CloudEvents, and how to map them (`[topics."task-events"]`).
+    /// Per topic: records that are not CloudEvents and how to map them, and the schemas events
+    /// are checked against (`[topics."task-events"]`).
     #[serde(default)]
     pub topics: BTreeMap<String, TopicConfig>,
+    /// The schema registry Avro topics are read and written with.
+    pub schema_registry: Option<RegistryConfig>,
 }
 
 impl Config {
@@ -103,6 +111,7 @@ impl Config {
             http: HttpConfig::default(),
             telemetry: TelemetryConfig::default(),
             topics: BTreeMap::new(),
+            schema_registry: None,
         }
     }
 
@@ -145,8 +154,8 @@ impl Config {
     }
 
     /// Replaces every librdkafka property value written `${NAME}` (in `kafka.properties`,
-    /// `kafka.consumer`, `kafka.producer`) with the environment variable `NAME`, so that passwords
-    /// and keys stay out of the file. An unset variable is an error naming it (never its value).
+    /// `kafka.consumer`, `kafka.producer`), and the registry's `username` and `password`, with the
+    /// environment variable `NAME`, so that passwords and keys stay out of the file. An unset variable is an error naming it (never its value).
     pub fn expand_secrets(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         let kafka = &mut self.kafka;
         for (table, properties) in [
@@ -161,6 +170,17 @@ impl Config {
                 })?;
             }
         }
+        if let Some(registry) = &mut self.schema_registry {
+            for (key, value) in [("username", &mut registry.username), ("password", &mut registry.password)] {
+                let Some(name) = value.as_deref().and_then(|v| v.strip_prefix("${")?.strip_suffix('}'))
+                else {
+                    continue;
+                };
+                *value = Some(var(name).with_context(|| {
+                    format!("schema_registry.{key} names the environment variable {name}, which is not set")
+                })?);
+            }
+        }
         Ok(())
     }
 
@@ -169,7 +189,8 @@ impl Config {
         Ok(toml::from_str(text)?)
     }
 
-    /// Applies `WEFT_KAFKA_BROKERS`, `WEFT_KAFKA_GROUP_ID` and `WEFT_PLUGINS_DIR`, read through `var`.
+    /// Applies `WEFT_KAFKA_BROKERS`, `WEFT_KAFKA_GROUP_ID`, `WEFT_PLUGINS_DIR` and
+    /// `WEFT_SCHEMA_REGISTRY_URL`, read through `var`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         if let Some(brokers) = var(ENV_BROKERS) {
             self.kafka.brokers = brokers;
@@ -179,6 +200,20 @@ impl Config {
         }
         if let Some(dir) = var(ENV_PLUGINS_DIR) {
             self.plugins.dir = dir.into();
+        }
+        if let Some(url) = var(ENV_SCHEMA_REGISTRY_URL) {
+            match &mut self.schema_registry {
+                Some(registry) => registry.url = url,
+                None => {
+                    self.schema_registry = Some(RegistryConfig {
+                        url,
+                        username: None,
+                        password: None,
+                        timeout_ms: defaults::registry_timeout_ms(),
+                        refresh_ms: defaults::registry_refresh_ms(),
+                    })
+                }
+            }
         }
     }
 
@@ -190,8 +225,12 @@ impl Config {
         self.pipeline.validate()?;
         RetryPolicy::default().with(&self.retry).validate("retry")?;
         self.telemetry.validate()?;
+        if let Some(registry) = &self.schema_registry {
+            registry.validate()?;
+        }
         for (topic, mapping) in &self.topics {
             mapping.validate(topic)?;
+            mapping.validate_schemas(&format!("topics.\"{topic}\""), self.schema_registry.as_ref())?;
         }
         self.dlq.validate()?;
         self.delivery.validate()?;

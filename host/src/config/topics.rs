@@ -1,9 +1,12 @@
-//! `[topics."<name>"]`: topics whose records are plain JSON or bytes, and how each record's fields
-//! become CloudEvent attributes (the mapping itself runs in `kafka_in/plain.rs`).
+//! `[topics."<name>"]`: what a topic's records are (CloudEvents, plain JSON or bytes), how a plain
+//! record's fields become CloudEvent attributes (the mapping itself runs in `kafka_in/plain.rs`),
+//! and the schemas its events are checked against (checks in `config/schemas.rs`).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+use super::schemas::AvroData;
 
 /// What a topic carries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -18,7 +21,7 @@ pub enum TopicFormat {
     Bytes,
 }
 
-/// `[topics."<name>"]`: how the records of one topic become CloudEvents.
+/// `[topics."<name>"]`: how the records of one topic become CloudEvents, and their schemas.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
@@ -48,6 +51,23 @@ pub struct TopicConfig {
     pub subject_field: Option<String>,
     /// The events' `datacontenttype`. Default `application/json` (`json`) or unset (`bytes`).
     pub datacontenttype: Option<String>,
+    /// A JSON Schema every event's data must match: a file (`schemas/order.json`, relative to the
+    /// working directory, or `file://`) or an `http(s)://` URL, read once.
+    pub schema: Option<String>,
+    /// JSON Schemas by event type; an event whose type is listed is checked against that schema
+    /// instead of `schema`.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, String>,
+    /// Prefixes of `dataschema` values Weft fetches and checks against (`https://schemas.example.com/`).
+    /// An event whose `dataschema` starts with one is checked against that schema first of all.
+    #[serde(default)]
+    pub dataschema: Vec<String>,
+    /// The data is Avro in the schema registry's wire format (magic byte, schema id, Avro binary):
+    /// `json` hands it to handlers as JSON, `bytes` as it arrived. Needs `[schema_registry]`.
+    pub avro: Option<AvroData>,
+    /// What plugins emit to this topic is encoded to the latest schema of this registry subject
+    /// (`orders-value`); data that does not fit is refused. Needs `[schema_registry]`.
+    pub avro_subject: Option<String>,
 }
 
 impl TopicConfig {

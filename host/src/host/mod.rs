@@ -23,7 +23,7 @@ use crate::kafka_in::group::{GroupContext, Membership, WeftConsumer};
 use crate::kafka_in::intake::Intake;
 use crate::kafka_in::transactions::{Committer, TransactionalProducer};
 use crate::kafka_out::dead_letters::{self, DeadLetters};
-use crate::kafka_out::emit::Emitter;
+use crate::kafka_out::emit::{Destination, Emitter};
 use crate::ops::health::Health;
 use crate::ops::http;
 use crate::ops::metrics::Metrics;
@@ -36,6 +36,7 @@ use crate::pipeline::lanes::Lanes;
 use crate::pipeline::offsets::OffsetTracker;
 use crate::sandbox::plugin::Plugin;
 use crate::sandbox::runtime::{Runtime, RuntimeOptions};
+use crate::schemas::Schemas;
 
 pub mod status;
 
@@ -88,7 +89,9 @@ impl Host {
             kafka::producer_config(&config.kafka).create().context("creating the Kafka producer")?;
         let exactly_once = config.delivery.exactly_once();
         // Exactly-once: what handlers emit is held with its event and written by its transaction.
-        let emitter = Arc::new(if exactly_once { Emitter::Held } else { Emitter::Kafka(producer.clone()) });
+        let schemas = Schemas::open(&config, metrics.clone()).await?;
+        let to = if exactly_once { Destination::Held } else { Destination::Kafka(producer.clone()) };
+        let emitter = Arc::new(Emitter { to, avro: schemas.avro_out.clone() });
         let (transactions, requests) = match exactly_once {
             true => {
                 let (transactions, requests) = Transactions::channel();
@@ -147,6 +150,7 @@ impl Host {
             catalog: catalog.clone(),
             health: health.clone(),
             transactions: transactions.clone(),
+            schemas: schemas.clone(),
         });
         let intake = Arc::new(Intake {
             config: config.clone(),
@@ -191,6 +195,13 @@ impl Host {
         } else {
             None
         };
+        if let Some(registry) = config.schema_registry.as_ref().filter(|_| schemas.avro_out.is_some()) {
+            let (schemas, stop) = (schemas.clone(), stop_rx.clone());
+            let refresh = Duration::from_millis(registry.refresh_ms);
+            tasks.spawn("the Avro emit schemas' refresh", async move {
+                schemas.refresh_avro_out(refresh, stop).await
+            });
+        }
         if config.plugins.watch {
             let watcher = catalog.watch(stop_rx.clone())?;
             tasks.spawn("the plugins-directory watcher", async move {

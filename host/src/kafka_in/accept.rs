@@ -178,6 +178,7 @@ pub fn accept(
         record,
         raw: Arc::new(raw),
         pending,
+        unchecked: intake.pipeline.schemas.checks(topic),
         share,
         series,
         letters: Vec::new(),

@@ -49,6 +49,8 @@ pub const MAX_ERROR_BYTES: usize = 1024;
 pub enum DlqReason {
     /// The record is not a valid CloudEvent.
     InvalidCloudevent,
+    /// The event's data does not match its schema (or does not decode with it).
+    SchemaInvalid,
     /// No plugin subscribed to the event (only when `dlq.unrouted` is on).
     NoRoute,
     /// Retryable failures used up every attempt.
@@ -70,6 +72,7 @@ impl DlqReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DlqReason::InvalidCloudevent => "invalid_cloudevent",
+            DlqReason::SchemaInvalid => "schema_invalid",
             DlqReason::NoRoute => "no_route",
             DlqReason::RetriesExhausted => "retries_exhausted",
             DlqReason::PermanentError => "permanent_error",

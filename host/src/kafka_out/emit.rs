@@ -2,7 +2,7 @@
 //! capture buffer when a handler runs without Kafka (`weft invoke`); and [`Emits`], what one call
 //! emitted on its way to the broker, which an event waits for before it counts as handled.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -10,6 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::event::CloudEvent;
 use crate::failure::Failure;
 use crate::kafka_out::outgoing::Outgoing;
+use crate::schemas::avro::AvroOut;
 
 /// Why an emitted event was refused; mirrors the WIT `emit-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,8 +47,16 @@ pub enum Sent {
     Taken,
 }
 
+/// Where emitted events go, and the topics whose emits are encoded to Avro on the way.
+pub struct Emitter {
+    /// Where they go.
+    pub to: Destination,
+    /// Emits to these topics are encoded to their subject's latest Avro schema.
+    pub avro: Option<Arc<AvroOut>>,
+}
+
 /// The destination of emitted events.
-pub enum Emitter {
+pub enum Destination {
     /// Produce to Kafka; the returned delivery future resolves when the broker acknowledges.
     Kafka(FutureProducer),
     /// Hold each emitted record with its event: the transaction that commits the event writes
@@ -59,8 +68,25 @@ pub enum Emitter {
     Discard,
 }
 
+impl From<Destination> for Emitter {
+    fn from(to: Destination) -> Self {
+        Self { to, avro: None }
+    }
+}
+
 impl Emitter {
-    /// Validates `event` and hands it to the destination. For Kafka, the caller must await the
+    /// Emits that are discarded (benchmarks, tests).
+    pub fn discard() -> Self {
+        Destination::Discard.into()
+    }
+
+    /// Emits kept in memory (`weft invoke`).
+    pub fn capture() -> Self {
+        Destination::Capture(Mutex::new(Vec::new())).into()
+    }
+
+    /// Validates `event` (and encodes its data to Avro where its topic's emits are Avro) and hands
+    /// it to the destination. For Kafka, the caller must await the
     /// returned future before it counts the input event as handled; a held record must be kept
     /// with its event.
     pub fn send(&self, topic: &str, event: CloudEvent, key: Option<&[u8]>) -> Result<Sent, EmitError> {
@@ -68,8 +94,18 @@ impl Emitter {
             return Err(EmitError::InvalidEvent("topic is empty".into()));
         }
         event.validate().map_err(EmitError::InvalidEvent)?;
-        match self {
-            Emitter::Kafka(producer) => {
+        let mut event = event;
+        if let Some(encoded) = self.avro.as_ref().and_then(|avro| avro.encode(topic, event.data.as_deref())) {
+            let (bytes, dataschema) = encoded.map_err(|refused| match refused {
+                Ok(misfit) => EmitError::InvalidEvent(misfit),
+                Err(no_schema) => EmitError::Unavailable(no_schema),
+            })?;
+            event.data = Some(bytes);
+            event.datacontenttype = Some("application/avro".into());
+            event.dataschema = Some(dataschema);
+        }
+        match &self.to {
+            Destination::Kafka(producer) => {
                 let headers = binary_headers(&event);
                 let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
                 if let Some(data) = event.data.as_deref() {
@@ -83,14 +119,14 @@ impl Emitter {
                     .map(Sent::OnItsWay)
                     .map_err(|(e, _)| EmitError::Unavailable(e.to_string()))
             }
-            Emitter::Held => Ok(Sent::Held(Outgoing {
+            Destination::Held => Ok(Sent::Held(Outgoing {
                 topic: topic.to_string(),
                 key: key.map(<[u8]>::to_vec),
                 headers: binary_headers(&event),
                 payload: event.data,
             })),
-            Emitter::Discard => Ok(Sent::Taken),
-            Emitter::Capture(events) => {
+            Destination::Discard => Ok(Sent::Taken),
+            Destination::Capture(events) => {
                 let emitted = Emitted { topic: topic.to_string(), key: key.map(<[u8]>::to_vec), event };
                 events.lock().expect("capture lock poisoned").push(emitted);
                 Ok(Sent::Taken)
@@ -100,9 +136,9 @@ impl Emitter {
 
     /// The events captured so far (empty for Kafka).
     pub fn captured(&self) -> Vec<Emitted> {
-        match self {
-            Emitter::Kafka(_) | Emitter::Held | Emitter::Discard => Vec::new(),
-            Emitter::Capture(events) => events.lock().expect("capture lock poisoned").clone(),
+        match &self.to {
+            Destination::Kafka(_) | Destination::Held | Destination::Discard => Vec::new(),
+            Destination::Capture(events) => events.lock().expect("capture lock poisoned").clone(),
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub finished_before: IntCounterVec,
     /// Records that are not valid CloudEvents, by topic.
     pub invalid: IntCounterVec,
+    /// Events checked against a schema, by topic, schema and outcome (`valid`, `invalid`).
+    pub schema_checks: IntCounterVec,
+    /// Schema checks put off because the registry or a schema's server did not answer, by topic.
+    pub schema_unavailable: IntCounterVec,
     /// Valid events no plugin subscribed to, by topic.
     pub unrouted: IntCounterVec,
     /// Events a plugin handled, by topic and plugin.
@@ -243,6 +247,16 @@ impl Metrics {
         );
         let invalid =
             counter("weft_events_invalid_total", "Records that are not valid CloudEvents.", &["topic"]);
+        let schema_checks = counter(
+            "weft_schema_checks_total",
+            "Events checked against a schema before dispatch; invalid ones are dead-lettered (schema_invalid).",
+            &["topic", "schema", "outcome"],
+        );
+        let schema_unavailable = counter(
+            "weft_schema_unavailable_total",
+            "Schema checks put off (the event waits) because the registry or a schema's server did not answer.",
+            &["topic"],
+        );
         let unrouted =
             counter("weft_events_unrouted_total", "Valid events that no plugin subscribed to.", &["topic"]);
         let handled = counter("weft_events_handled_total", "Events a plugin handled.", &["topic", "plugin"]);
@@ -391,6 +405,8 @@ impl Metrics {
             shadow_events,
             finished_before,
             invalid,
+            schema_checks,
+            schema_unavailable,
             unrouted,
             handled,
             failed,
@@ -416,61 +432,6 @@ impl Metrics {
             plugin_reloads,
             plugin_compile,
             plugin_swap,
-        }
-    }
-
-    /// Creates the zero-valued series of every (topic, plugin) pair and every bounded reason, so
-    /// dashboards and alerts see a series (and `rate()` works) before the first event.
-    pub fn initialise<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        const FAILURES: [&str; 8] = [
-            "retryable_error",
-            "permanent_error",
-            "trap",
-            "timeout",
-            "memory_limit",
-            "fuel_exhausted",
-            "emit_failed",
-            "emit_unavailable",
-        ];
-        const DLQ: [&str; 8] = [
-            "invalid_cloudevent",
-            "no_route",
-            "retries_exhausted",
-            "permanent_error",
-            "trap",
-            "timeout",
-            "memory_limit",
-            "fuel_exhausted",
-        ];
-        for (topic, plugin) in pairs {
-            self.received.with_label_values(&[topic]);
-            self.invalid.with_label_values(&[topic]);
-            self.unrouted.with_label_values(&[topic]);
-            self.handled.with_label_values(&[topic, plugin]);
-            for decision in ["rolled_back", "promoted"] {
-                self.canary_decisions.with_label_values(&[plugin, decision]);
-            }
-            self.retried.with_label_values(&[topic, plugin]);
-            self.emitted.with_label_values(&[plugin]);
-            self.handler_duration.with_label_values(&[plugin]);
-            self.event_delay.with_label_values(&[topic]);
-            self.plugin_memory.with_label_values(&[plugin]);
-            self.plugin_log_dropped.with_label_values(&[plugin]);
-            for reason in FAILURES {
-                self.failed.with_label_values(&[topic, plugin, reason]);
-            }
-            for reason in DLQ {
-                self.dead_lettered.with_label_values(&[topic, reason]);
-            }
-        }
-        for kind in ["assign", "revoke"] {
-            self.rebalances.with_label_values(&[kind]);
-        }
-        for result in ["loaded", "replaced", "removed", "refused"] {
-            self.plugin_reloads.with_label_values(&[result]);
-        }
-        for cache in ["hit", "miss"] {
-            self.plugin_compile.with_label_values(&[cache]);
         }
     }
 

@@ -1,7 +1,8 @@
 //! Operations: what tells an operator how the host is doing, and keeps it honest about it.
 //!
 //! # Layout
-//! - [`metrics`]: every `weft_*` metric, defined in one place.
+//! - [`metrics`]: every `weft_*` metric, defined in one place; [`initial_series`]: the series
+//!   made at zero before the first event.
 //! - [`health`]: why the host is not ready (a task ended, dead-letter writes failing, a stalled
 //!   partition); [`tasks`]: the supervised long-lived tasks.
 //! - [`http`]: the `/metrics`, `/healthz`, `/readyz`, `/plugins` listener.
@@ -12,6 +13,7 @@
 
 pub mod health;
 pub mod http;
+pub mod initial_series;
 pub mod metrics;
 pub mod tasks;
 pub mod telemetry;

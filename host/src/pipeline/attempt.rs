@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{Instrument, Level};
 
 use crate::failure::Failure;
-use crate::kafka_out::dead_letters::Letter;
+use crate::kafka_out::dead_letters::{DlqReason, Letter};
 use crate::kafka_out::emit::Emits;
 use crate::ops::trace::TraceParent;
 use crate::pipeline::canary::Verdict;
@@ -20,6 +20,7 @@ use crate::pipeline::retry::{Decision, decide};
 use crate::sandbox::bindings::Cloudevent;
 use crate::sandbox::plugin::Plugin;
 use crate::sandbox::plugin_log::bounded;
+use crate::schemas::{EventData, Refusal};
 
 /// The span of one attempt of one plugin on one event: at `info` when spans are exported, else at
 /// `debug` (no cost unless `RUST_LOG` enables it; failure logs carry the same fields themselves).
@@ -71,6 +72,11 @@ impl Lane {
         // Dead letters an earlier attempt could not write go first (a refused record has only that).
         if let Some(waiting) = self.write_letters(job).await {
             return waiting;
+        }
+        if job.unchecked
+            && let Some(progress) = self.check_schema(job).await
+        {
+            return progress;
         }
         let event = match &job.event {
             Ok(event) => event,
@@ -284,6 +290,44 @@ impl Lane {
             job.letters.remove(0);
         }
         None
+    }
+
+    /// Checks the event's data against its topic's schema before any plugin sees it (an Avro
+    /// topic's data is decoded here). A refused event goes to the dead-letter topic as
+    /// `schema_invalid`, with the errors; one whose schema cannot be read now (the registry does
+    /// not answer) waits aside like a retry, and its key's events wait behind it.
+    async fn check_schema(&self, job: &mut Job) -> Option<Progress> {
+        let Ok(event) = &mut job.event else { return None };
+        let data = EventData {
+            ty: &event.type_,
+            datacontenttype: &mut event.datacontenttype,
+            dataschema: &mut event.dataschema,
+            data: &mut event.data,
+        };
+        let reason = match self.pipeline.schemas.check(&job.record.topic, data).await {
+            Ok(()) => {
+                job.unchecked = false;
+                return None;
+            }
+            Err(Refusal::Unavailable(why)) => {
+                let id = event.id.clone();
+                let wait = job.next_letter_backoff();
+                tracing::warn!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %id, error = %why, "cannot check the event's schema now; it waits {wait:?}");
+                return Some(Progress::Retry(wait));
+            }
+            Err(Refusal::Invalid { reason, .. }) => reason,
+        };
+        tracing::warn!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %event.id, %reason, "event does not match its schema; dead-lettering");
+        job.unchecked = false;
+        job.pending.clear();
+        job.letters.push(Letter {
+            reason: DlqReason::SchemaInvalid,
+            error: reason.clone(),
+            plugin: None,
+            attempts: 0,
+        });
+        job.event = Err((DlqReason::SchemaInvalid, reason));
+        Some(self.write_letters(job).await.unwrap_or(Progress::Done))
     }
 
     pub(super) fn handled(&self, job: &Job, plugin: &Plugin, emitted: usize) {

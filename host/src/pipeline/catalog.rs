@@ -24,7 +24,7 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::kafka_out::emit::Emitter;
+use crate::kafka_out::emit::{Destination, Emitter};
 use crate::ops::metrics::Metrics;
 use crate::pipeline::canary::{self, Rollout};
 pub use crate::pipeline::in_service::InService;
@@ -135,7 +135,7 @@ impl Catalog {
                 &mut |_| None,
             )),
             shadows: Mutex::default(),
-            held: Arc::new(Emitter::Held),
+            held: Arc::new(Destination::Held.into()),
             files: Mutex::new(SeenFiles::default()),
             reloading: tokio::sync::Mutex::new(()),
             swaps: watch::channel(0).0,

@@ -13,6 +13,7 @@ use crate::pipeline::catalog::Catalog;
 use crate::pipeline::handoff::{Handoff, Transactions};
 use crate::pipeline::job::Job;
 use crate::pipeline::offsets::{OffsetTracker, Ticket};
+use crate::schemas::Schemas;
 
 /// The pipeline's shared state: built once by the host, held by the fetch loop and every lane.
 pub struct PipelineContext {
@@ -30,6 +31,8 @@ pub struct PipelineContext {
     pub health: Arc<Health>,
     /// With exactly-once delivery, the transaction committer that finishes events.
     pub transactions: Option<Transactions>,
+    /// The schemas events are checked against before dispatch.
+    pub schemas: Arc<Schemas>,
 }
 
 impl PipelineContext {

@@ -26,6 +26,8 @@ pub struct Job {
     pub raw: Arc<RawRecord>,
     /// The plugins that still have to handle it, each with its next attempt number (1-based).
     pub pending: Vec<(Arc<Plugin>, u32)>,
+    /// Its data still has to pass its topic's schema check before any plugin sees it.
+    pub unchecked: bool,
     /// Its part of the host's in-flight count and bytes, given back when the job is dropped.
     pub share: Share,
     /// The metric series of its topic.
@@ -37,7 +39,8 @@ pub struct Job {
     /// Exactly-once delivery: what its handlers emitted and the dead letters it needs, held until
     /// the event is handed over to its transaction.
     pub held: Vec<crate::kafka_out::outgoing::Outgoing>,
-    /// The wait before the next try of `letters`: 100 ms, doubling to 10 s.
+    /// The wait before the next try of `letters`, or of a schema check the registry did not
+    /// answer: 100 ms, doubling to 10 s.
     pub letter_backoff: std::time::Duration,
     /// When the consumer handed the record to Weft: the start of Weft's own part of its delay.
     pub received: std::time::Instant,
@@ -62,6 +65,7 @@ impl Job {
             record,
             raw,
             pending: Vec::new(),
+            unchecked: false,
             share,
             series,
             letters: vec![letter],
@@ -71,7 +75,8 @@ impl Job {
         }
     }
 
-    /// After a dead-letter write failed: how long to wait before the next one (growing).
+    /// After a dead-letter write or a schema lookup failed: how long to wait before the next try
+    /// (growing).
     pub fn next_letter_backoff(&mut self) -> std::time::Duration {
         let wait = self.letter_backoff;
         self.letter_backoff = (wait * 2).min(LAST_LETTER_BACKOFF);

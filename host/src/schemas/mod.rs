@@ -1,0 +1,188 @@
+//! Schemas events are checked against before any handler sees them.
+//!
+//! Per topic (`[topics."<name>"]`): the JSON Schema an event's `dataschema` names (under an allowed
+//! prefix), else the one configured for its type, else the topic's; or, for an Avro topic, the
+//! writer's schema from the registry, which also turns the data into JSON for handlers. An event
+//! that fails is refused ([`Refusal::Invalid`]: dead-lettered as `schema_invalid`); one that cannot
+//! be checked now ([`Refusal::Unavailable`]: the registry or a schema's server does not answer)
+//! waits and is checked again, never dead-lettered for it.
+
+pub mod avro;
+pub mod json;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{AvroData, Config};
+use crate::ops::metrics::Metrics;
+
+use self::avro::{AvroOut, Registry};
+use self::json::JsonSchemas;
+
+/// Why an event's data cannot go to its handlers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It does not match its schema, or its schema cannot be used: it is dead-lettered.
+    #[error("{reason}")]
+    Invalid {
+        /// The schema it was checked against (the metrics' `schema` label).
+        schema: String,
+        /// What is wrong, with JSON paths where there are some.
+        reason: String,
+    },
+    /// Its schema cannot be read now: it is checked again later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Refusal {
+    fn invalid(schema: &str, reason: String) -> Self {
+        Refusal::Invalid { schema: schema.to_string(), reason }
+    }
+}
+
+/// The parts of an event a check reads and (Avro decoded to JSON) rewrites.
+pub struct EventData<'a> {
+    /// `type`.
+    pub ty: &'a str,
+    /// `datacontenttype`.
+    pub datacontenttype: &'a mut Option<String>,
+    /// `dataschema`.
+    pub dataschema: &'a mut Option<String>,
+    /// The data.
+    pub data: &'a mut Option<Vec<u8>>,
+}
+
+/// One topic's schema settings.
+struct TopicRules {
+    schema: Option<String>,
+    by_type: BTreeMap<String, String>,
+    dataschema: Vec<String>,
+    avro: Option<AvroData>,
+}
+
+/// Every topic's schemas, the compiled JSON Schemas and the registry client.
+pub struct Schemas {
+    topics: HashMap<String, TopicRules>,
+    json: Arc<JsonSchemas>,
+    registry: Option<Arc<Registry>>,
+    /// Emits encoded to Avro, by topic.
+    pub avro_out: Option<Arc<AvroOut>>,
+    metrics: Metrics,
+}
+
+impl Schemas {
+    /// The schemas `config` names. Every JSON Schema it names is read and compiled now, so a
+    /// missing or broken one stops the start with its key named; the latest schemas of Avro emit
+    /// subjects are read by [`Schemas::refresh_avro_out`].
+    pub async fn open(config: &Config, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
+        let timeout = Duration::from_millis(config.schema_registry.as_ref().map_or(5_000, |r| r.timeout_ms));
+        let json = Arc::new(JsonSchemas::new(timeout));
+        let registry = match &config.schema_registry {
+            Some(registry) => Some(Arc::new(Registry::new(registry)?)),
+            None => None,
+        };
+        let mut topics = HashMap::new();
+        let mut subjects = HashMap::new();
+        for (topic, settings) in &config.topics {
+            if let Some(subject) = &settings.avro_subject {
+                subjects.insert(topic.clone(), subject.clone());
+            }
+            if !settings.checks_events() {
+                continue;
+            }
+            let named = settings.schema.iter().map(|s| ("schema".to_string(), s.clone()));
+            let by_type = settings.schemas.iter().map(|(ty, s)| (format!("schemas.\"{ty}\""), s.clone()));
+            for (key, address) in named.chain(by_type) {
+                let json = json.clone();
+                let loaded = tokio::task::spawn_blocking(move || json.load(&address).map(|_| ())).await?;
+                if let Err(refusal) = loaded {
+                    anyhow::bail!("topics.\"{topic}\".{key}: {refusal}");
+                }
+            }
+            topics.insert(
+                topic.clone(),
+                TopicRules {
+                    schema: settings.schema.clone(),
+                    by_type: settings.schemas.clone(),
+                    dataschema: settings.dataschema.clone(),
+                    avro: settings.avro,
+                },
+            );
+        }
+        let avro_out = (!subjects.is_empty()).then(|| Arc::new(AvroOut::new(subjects)));
+        Ok(Arc::new(Self { topics, json, registry, avro_out, metrics }))
+    }
+
+    /// Whether the events of `topic` are checked.
+    pub fn checks(&self, topic: &str) -> bool {
+        !self.topics.is_empty() && self.topics.contains_key(topic)
+    }
+
+    /// Reads the latest schema of every subject plugins emit Avro to, now and then every
+    /// `refresh` until `stop`.
+    pub async fn refresh_avro_out(&self, refresh: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let (Some(out), Some(registry)) = (&self.avro_out, &self.registry) else { return };
+        loop {
+            out.refresh(registry).await;
+            tokio::select! {
+                _ = tokio::time::sleep(refresh) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Checks an event of `topic` against its schema (Avro: decodes it, and hands handlers JSON
+    /// unless the topic keeps the bytes).
+    pub async fn check(&self, topic: &str, event: EventData<'_>) -> Result<(), Refusal> {
+        let Some(rules) = self.topics.get(topic) else { return Ok(()) };
+        let result = self.check_with(rules, event).await;
+        let schema = match &result {
+            Ok(schema) => schema.as_str(),
+            Err(Refusal::Invalid { schema, .. }) => schema.as_str(),
+            Err(Refusal::Unavailable(_)) => {
+                self.metrics.schema_unavailable.with_label_values(&[topic]).inc();
+                return result.map(|_| ());
+            }
+        };
+        let outcome = if result.is_ok() { "valid" } else { "invalid" };
+        self.metrics.schema_checks.with_label_values(&[topic, schema, outcome]).inc();
+        result.map(|_| ())
+    }
+
+    /// The check itself; the schema checked against on success.
+    async fn check_with(&self, rules: &TopicRules, event: EventData<'_>) -> Result<String, Refusal> {
+        if let Some(avro) = rules.avro {
+            let registry = self.registry.as_ref().expect("validated: avro needs a registry");
+            let decoded = registry.decode(event.data.as_deref()).await?;
+            let name = registry.dataschema(decoded.id).await;
+            if avro == AvroData::Json {
+                *event.data = Some(decoded.json);
+                *event.datacontenttype = Some("application/json".into());
+            }
+            *event.dataschema = Some(name.clone());
+            return Ok(name);
+        }
+        let named = event
+            .dataschema
+            .as_deref()
+            .filter(|d| rules.dataschema.iter().any(|p| d.starts_with(p.as_str())));
+        let Some(address) =
+            named.or(rules.by_type.get(event.ty).map(String::as_str)).or(rules.schema.as_deref())
+        else {
+            return Ok("none".into());
+        };
+        let validator = match self.json.cached(address) {
+            Some(validator) => validator,
+            None => {
+                let (json, owned) = (self.json.clone(), address.to_string());
+                tokio::task::spawn_blocking(move || json.load(&owned))
+                    .await
+                    .map_err(|e| Refusal::Unavailable(format!("reading schema {address}: {e}")))??
+            }
+        };
+        json::check(&validator, address, event.data.as_deref())?;
+        Ok(address.to_string())
+    }
+}

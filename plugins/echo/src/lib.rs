@@ -88,7 +88,7 @@ impl Guest for Echo {
             type_: "weft.test.echoed".into(),
             specversion: "1.0".into(),
             datacontenttype: event.datacontenttype.clone(),
-            dataschema: None,
+            dataschema: event.dataschema.clone(),
             subject: Some(event.type_.clone()),
             time: None,
             extensions,

@@ -2,7 +2,8 @@
 //! decoding a 1 KiB CloudEvent in each binding mode, and one call into a plugin (the `echo`
 //! component, which copies the event and emits it once; and the same component returning at once,
 //! for the cost of the call itself) through a pooled instance, through a fresh
-//! instance per event (`instances = "fresh"`), and with fuel metering on.
+//! instance per event (`instances = "fresh"`), and with fuel metering on; and what a schema check
+//! adds per event (JSON Schema; Avro decoding, with a registry).
 //!
 //! Run: `cargo bench -p weft --bench hot_path`. Prints each figure and its ratio to the baseline
 //! in DESIGN terms (serde_json borrowed decode ≈ 1.2 µs; a record-typed call ≈ 1.2 µs).
@@ -17,6 +18,8 @@ use weft::kafka_in::decode::decode;
 use weft::kafka_out::emit::Emitter;
 use weft::sandbox::plugin::{Limits, Plugin};
 use weft::sandbox::runtime::{Runtime, RuntimeOptions};
+use weft::schemas::avro::Registry;
+use weft::schemas::json::{self, JsonSchemas};
 
 const ECHO: &str = concat!(env!("OUT_DIR"), "/echo.wasm");
 
@@ -357,5 +360,103 @@ fn main() {
         report("dispatch: decode + WASM no-op", wasm_noop, native_noop, "native");
         report("dispatch: decode + native JSON parse", native_parse, native_parse, "native");
         report("dispatch: decode + WASM JSON parse", wasm_parse, native_parse, "native");
+
+        schema_checks(&binary_headers, &data).await;
     });
+}
+
+/// What a schema check adds to an event, next to decoding it without one: a JSON Schema on the
+/// 1 KiB data, and (with a registry in `WEFT_TEST_REGISTRY`, as `scripts/bench.sh` starts one)
+/// decoding a 1 KiB Avro record to JSON with the writer's schema cached.
+async fn schema_checks(headers: &[(&str, Option<&[u8]>)], data: &str) {
+    let task = r#"{
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["task_id", "user_id", "note"],
+        "properties": {
+            "task_id": {"type": "string", "pattern": "^task-[0-9]+$"},
+            "user_id": {"type": "string", "minLength": 1},
+            "note": {"type": "string", "maxLength": 4096}
+        },
+        "additionalProperties": false
+    }"#;
+    let path = std::env::temp_dir().join(format!("weft-bench-task-{}.json", std::process::id()));
+    std::fs::write(&path, task).unwrap();
+    let address = path.display().to_string();
+    let schemas = JsonSchemas::new(std::time::Duration::from_secs(1));
+    let validator = schemas.load(&address).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let plain = per_event(200_000, || {
+        std::hint::black_box(decode(headers, Some(data.as_bytes())).unwrap());
+    });
+    let checked = per_event(200_000, || {
+        let (event, _) = decode(headers, Some(data.as_bytes())).unwrap();
+        json::check(&validator, &address, event.data.as_deref()).unwrap();
+    });
+    println!("{:<44} {plain:>8.3} µs/event", "decode binary (1 KiB), no schema");
+    println!(
+        "{:<44} {checked:>8.3} µs/event  no schema {plain:>7.2} µs  ratio {:>5.2}",
+        "decode binary + JSON Schema check",
+        checked / plain
+    );
+    println!("{:<44} {:>8.3} µs/event", "  the check alone", checked - plain);
+
+    let Ok(url) = std::env::var("WEFT_TEST_REGISTRY") else {
+        println!("{:<44} (set WEFT_TEST_REGISTRY to a registry to measure)", "Avro decode to JSON");
+        return;
+    };
+    let schema = r#"{"type": "record", "name": "Task", "fields": [
+        {"name": "task_id", "type": "string"}, {"name": "user_id", "type": "string"}, {"name": "note", "type": "string"}]}"#;
+    let subject = format!("weft-bench-{}-value", std::process::id());
+    let body = serde_json::json!({ "schema": schema }).to_string();
+    let registered: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/subjects/{subject}/versions"))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = registered["id"].as_u64().unwrap() as u32;
+    let parsed = apache_avro::Schema::parse_str(schema).unwrap();
+    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+    let value = apache_avro::types::Value::try_from(value).unwrap().resolve(&parsed).unwrap();
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&parsed).build().unwrap();
+    let mut record = vec![0];
+    record.extend_from_slice(&id.to_be_bytes());
+    record.extend(writer.write_value_to_vec(value).unwrap());
+    let config = weft::config::RegistryConfig {
+        url,
+        username: None,
+        password: None,
+        timeout_ms: 5_000,
+        refresh_ms: 30_000,
+    };
+    let registry = Registry::new(&config).unwrap();
+    registry.decode(Some(&record)).await.unwrap();
+    let iterations = 100_000;
+    let started = Instant::now();
+    for _ in 0..iterations {
+        std::hint::black_box(registry.decode(Some(&record)).await.unwrap());
+    }
+    let avro = started.elapsed().as_secs_f64() * 1e6 / f64::from(iterations);
+    println!(
+        "{:<44} {avro:>8.3} µs/event  no schema {plain:>7.2} µs  ratio {:>5.2}",
+        "Avro decode to JSON (1 KiB, cached schema)",
+        avro / plain
+    );
+}
+
+/// Microseconds per call of `f`, after a warm-up.
+fn per_event(iterations: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..iterations / 10 {
+        f();
+    }
+    let started = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
 }

@@ -40,6 +40,14 @@ pub fn brokers() -> String {
     )
 }
 
+/// The test schema registry's Confluent-compatible API (`WEFT_TEST_REGISTRY`).
+pub fn registry() -> String {
+    std::env::var("WEFT_TEST_REGISTRY").expect(
+        "WEFT_TEST_REGISTRY is not set: run the tests with scripts/test.sh, or start a registry with \
+         scripts/registry.sh start and export WEFT_TEST_REGISTRY=<address>",
+    )
+}
+
 /// A component built by scripts/polyglot-plugins.sh (`file`, e.g. `task-updates.wasm`), from the
 /// directory in `WEFT_TEST_POLYGLOT_PLUGINS` (scripts/test.sh sets it).
 pub fn polyglot_plugin(file: &str) -> PathBuf {

@@ -50,6 +50,13 @@ impl Example {
         config.plugins.cache_dir = test.plugins.cache_dir;
         config.plugins.reload_debounce_ms = test.plugins.reload_debounce_ms;
         config.http = test.http;
+        // Schema files are named from the repository root, where `weft run` is started.
+        let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for topic in config.topics.values_mut() {
+            if let Some(schema) = topic.schema.as_mut().filter(|s| !s.contains("://")) {
+                *schema = repository.join(&*schema).display().to_string();
+            }
+        }
         config.validate().expect("the example's configuration is valid");
         let records = weft::cli::produce::parse(&records_text).expect("records.jsonl parses");
         let mut example = Example { config, records, topics: renamed };
@@ -315,8 +322,13 @@ async fn platform_resource_events_retry_until_their_kind_is_deployed() {
 
     // A model without its artifact is refused at once; a kind that never arrives runs out of
     // attempts (1 + 2 + 4 + 8 s of backoff) and is dead-lettered with the platform's suffix.
-    let dead = read(&format!("{}.dlq", example.topic("platform.resource.events")), 2, WAIT).await;
+    let dead = read(&format!("{}.dlq", example.topic("platform.resource.events")), 3, WAIT).await;
     let dead = by_id(&dead);
+    // A resource whose data does not match the catalog's schema never reaches the plugin.
+    assert_eq!(dead["cat-7"].header("weft.dlq.reason"), Some("schema_invalid"));
+    let error = dead["cat-7"].header("weft.dlq.error").unwrap();
+    assert!(error.contains("at /version: \"two\" is not of type \"integer\""), "{error}");
+    assert!(error.contains("\"owner\" is a required property"), "{error}");
     assert_eq!(dead["cat-3"].header("weft.dlq.reason"), Some("permanent_error"));
     assert!(dead["cat-3"].header("weft.dlq.error").unwrap().contains("a model has spec.artifact_uri"));
     assert_eq!(dead["cat-6"].header("weft.dlq.reason"), Some("retries_exhausted"));

@@ -282,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn registry_url_comes_from_the_environment_and_its_password_from_a_variable() {
+        let mut bare = Config::parse(minimal()).unwrap();
+        bare.apply_env(|name| (name == ENV_SCHEMA_REGISTRY_URL).then(|| "http://sr:8081".to_string()));
+        assert_eq!(bare.schema_registry.as_ref().map(|r| r.url.as_str()), Some("http://sr:8081"));
+        let text = "[kafka]\nbrokers = \"b:9092\"\n[schema_registry]\nurl = \"http://r\"\nusername = \"weft\"\n\
+                    password = \"${SR_PASSWORD}\"\n[topics.orders]\navro = \"json\"\n";
+        let mut config = Config::parse(text).unwrap();
+        config.expand_secrets(|name| (name == "SR_PASSWORD").then(|| "s3cret".to_string())).unwrap();
+        assert_eq!(config.schema_registry.as_ref().unwrap().password.as_deref(), Some("s3cret"));
+        config.validate().unwrap();
+        let mut unset = Config::parse(text).unwrap();
+        let error = unset.expand_secrets(|_| None).unwrap_err().to_string();
+        assert!(error.contains("schema_registry.password") && error.contains("SR_PASSWORD"), "{error}");
+        let no_registry =
+            Config::parse("[kafka]\nbrokers = \"b:9092\"\n[topics.orders]\navro = \"json\"\n").unwrap();
+        let error = no_registry.validate().unwrap_err().to_string();
+        assert!(error.contains("topics.\"orders\".avro needs a [schema_registry]"), "{error}");
+    }
+
+    #[test]
     fn managed_property_is_refused_by_name() {
         let config = Config::parse(
             "[kafka]\nbrokers = \"b:9092\"\n[kafka.consumer]\n\"enable.auto.offset.store\" = \"true\"\n",

@@ -272,3 +272,65 @@ impl Emits {
         Ok(self.count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::schemas::avro::Writer;
+
+    const ORDER: &str = r#"{"type": "record", "name": "Order", "fields": [
+        {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]}"#;
+
+    fn event(data: &[u8]) -> CloudEvent {
+        CloudEvent {
+            id: "e1".into(),
+            source: "/s".into(),
+            ty: "t".into(),
+            specversion: "1.0".into(),
+            datacontenttype: Some("application/json".into()),
+            dataschema: None,
+            subject: None,
+            time: None,
+            extensions: Vec::new(),
+            data: Some(data.to_vec()),
+        }
+    }
+
+    fn emitter() -> (Emitter, Arc<AvroOut>) {
+        let out = Arc::new(AvroOut::new(HashMap::from([("orders".to_string(), "orders-value".to_string())])));
+        (Emitter { avro: Some(out.clone()), ..Emitter::capture() }, out)
+    }
+
+    #[test]
+    fn emits_to_an_avro_topic_are_encoded_to_its_subject_and_others_pass_unchanged() {
+        let (emitter, out) = emitter();
+        out.set("orders", Writer::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap());
+        emitter.send("orders", event(br#"{"id": "o1", "qty": 3}"#), None).unwrap();
+        emitter.send("audit", event(br#"{"id": "o1"}"#), None).unwrap();
+        let captured = emitter.captured();
+        let avro = &captured[0].event;
+        assert_eq!(avro.data.as_deref(), Some(&[0, 0, 0, 0, 7, 4, b'o', b'1', 6][..]));
+        assert_eq!(avro.datacontenttype.as_deref(), Some("application/avro"));
+        assert_eq!(avro.dataschema.as_deref(), Some("http://r/subjects/orders-value/versions/2"));
+        assert_eq!(captured[1].event.data.as_deref(), Some(&br#"{"id": "o1"}"#[..]), "not an Avro topic");
+    }
+
+    #[test]
+    fn data_that_does_not_fit_is_refused_and_no_schema_yet_is_unavailable() {
+        let (emitter, out) = emitter();
+        let early = emitter.send("orders", event(br#"{"id": "o1", "qty": 3}"#), None).err();
+        assert!(
+            matches!(early, Some(EmitError::Unavailable(ref m)) if m.contains("not read yet")),
+            "{early:?}"
+        );
+        out.set("orders", Writer::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap());
+        let misfit = emitter.send("orders", event(br#"{"id": "o1", "qty": "three"}"#), None).err();
+        assert!(
+            matches!(misfit, Some(EmitError::InvalidEvent(ref m)) if m.contains("does not fit http://r/subjects/orders-value/versions/2")),
+            "{misfit:?}"
+        );
+        assert!(emitter.captured().is_empty(), "nothing refused was emitted");
+    }
+}

@@ -134,14 +134,10 @@ impl Registry {
         let registered = get_schema_by_subject(&self.settings, &strategy)
             .await
             .map_err(|e| format!("reading subject {subject} from {}: {e}", self.url))?;
-        let schema = Schema::parse_str(&registered.schema)
-            .map_err(|e| format!("subject {subject}'s latest schema is not Avro Weft can encode to: {e}"))?;
         let version = registered.version.map_or_else(|| "latest".to_string(), |v| v.to_string());
-        Ok(Writer {
-            id: registered.id,
-            schema,
-            dataschema: format!("{}/subjects/{subject}/versions/{version}", self.url),
-        })
+        let dataschema = format!("{}/subjects/{subject}/versions/{version}", self.url);
+        Writer::new(registered.id, &registered.schema, dataschema)
+            .map_err(|e| format!("subject {subject}'s latest schema is not Avro Weft can encode to: {e}"))
     }
 }
 
@@ -162,6 +158,11 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// The Avro schema `schema` (JSON text), registered with `id`, named `dataschema` in events.
+    pub fn new(id: u32, schema: &str, dataschema: String) -> Result<Self, apache_avro::Error> {
+        Ok(Self { id, schema: Schema::parse_str(schema)?, dataschema })
+    }
+
     /// `json` encoded in the wire format, or why it does not fit the schema.
     pub fn encode(&self, json: &[u8]) -> Result<Vec<u8>, String> {
         let value: serde_json::Value = serde_json::from_slice(json)
@@ -213,6 +214,11 @@ impl AvroOut {
         }
     }
 
+    /// Encodes emits to `topic` with `writer` from now on.
+    pub fn set(&self, topic: &str, writer: Writer) {
+        self.writers.write().expect("writers poisoned").insert(topic.to_string(), Ok(Arc::new(writer)));
+    }
+
     /// Encodes `data` for `topic`, if its emits are Avro: the bytes and the `dataschema`, or why
     /// not (`Err(Ok(reason))`: the data does not fit; `Err(Err(reason))`: no schema yet).
     #[allow(clippy::type_complexity)]
@@ -240,13 +246,11 @@ impl AvroOut {
 mod tests {
     use super::*;
 
+    const ORDER: &str = r#"{"type": "record", "name": "Order", "fields": [
+        {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]}"#;
+
     fn writer() -> Writer {
-        let schema = Schema::parse_str(
-            r#"{"type": "record", "name": "Order", "fields": [
-                {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]}"#,
-        )
-        .unwrap();
-        Writer { id: 7, schema, dataschema: "http://r/subjects/orders-value/versions/2".into() }
+        Writer::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap()
     }
 
     #[test]

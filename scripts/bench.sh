@@ -10,9 +10,12 @@ source scripts/toolchain.sh
 cargo bench -p weft --bench pipeline --bench hot_path --locked --no-run
 
 export WEFT_KAFKA_STATE="${TMPDIR:-/tmp}/weft-kafka-bench-$$"
-trap 'scripts/kafka.sh stop' EXIT
+export WEFT_REGISTRY_STATE="${TMPDIR:-/tmp}/weft-registry-bench-$$"
+trap 'scripts/kafka.sh stop; scripts/registry.sh stop' EXIT
 WEFT_TEST_BROKERS=$(scripts/kafka.sh start)
-export WEFT_TEST_BROKERS
+# The schema registry hot_path decodes Avro with.
+WEFT_TEST_REGISTRY=$(scripts/registry.sh start)
+export WEFT_TEST_BROKERS WEFT_TEST_REGISTRY
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 cargo bench -p weft --bench pipeline --locked

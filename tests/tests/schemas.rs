@@ -1,7 +1,7 @@
 //! Schemas against the broker: events are checked before any handler sees them.
 //!
-//! JSON Schema: a topic's schema file (with a `$ref` to another file), and schemas an event's
-//! `dataschema` names on an HTTP server under an allowed prefix. Events that match reach the
+//! JSON Schema: a topic's schema file (with a `$ref` to another file), one for an event type, and
+//! schemas an event's `dataschema` names on an HTTP server under an allowed prefix. Events that match reach the
 //! plugin; the others are dead-lettered as `schema_invalid` with the JSON paths of the errors, and
 //! counted per topic and schema.
 
@@ -21,6 +21,7 @@ const ORDER: &str = r#"{
 }"#;
 const ITEM: &str =
     r#"{"type": "object", "required": ["price"], "properties": {"price": {"type": "number", "minimum": 0}}}"#;
+const CANCELLED: &str = r#"{"type": "object", "required": ["id", "reason"]}"#;
 const NOTED: &str =
     r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "required": ["note"]}"#;
 
@@ -42,11 +43,13 @@ async fn serve(dir: &Path) -> String {
 
 /// A binary-mode CloudEvent record: its headers and its JSON data.
 fn event(id: &str, dataschema: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    let ty =
+        if id.starts_with("cancel") { "com.example.order.cancelled" } else { "com.example.order.placed" };
     let mut headers = vec![
         ("ce_specversion".to_string(), b"1.0".to_vec()),
         ("ce_id".to_string(), id.as_bytes().to_vec()),
         ("ce_source".to_string(), b"/shop".to_vec()),
-        ("ce_type".to_string(), b"com.example.order.placed".to_vec()),
+        ("ce_type".to_string(), ty.as_bytes().to_vec()),
         ("content-type".to_string(), b"application/json".to_vec()),
     ];
     if let Some(dataschema) = dataschema {
@@ -65,13 +68,16 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
     std::fs::write(files.join("order.json"), ORDER).unwrap();
     std::fs::write(files.join("item.json"), ITEM).unwrap();
     std::fs::write(files.join("noted.json"), NOTED).unwrap();
+    std::fs::write(files.join("cancelled.json"), CANCELLED).unwrap();
     let server = serve(&files).await;
     let order = files.join("order.json").display().to_string();
+    let cancelled = files.join("cancelled.json").display().to_string();
 
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let mut config = config(&dir);
     let settings = format!(
-        "[kafka]\nbrokers = \"x\"\n[topics.\"{topic}\"]\nschema = \"{order}\"\ndataschema = [\"{server}\"]\n"
+        "[kafka]\nbrokers = \"x\"\n[topics.\"{topic}\"]\nschema = \"{order}\"\ndataschema = [\"{server}\"]\n\
+         schemas = {{ \"com.example.order.cancelled\" = \"{cancelled}\" }}\n"
     );
     config.topics = weft::Config::parse(&settings).unwrap().topics;
     config.validate().unwrap();
@@ -80,7 +86,7 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
 
     let producer = TestProducer::new();
     let noted = format!("{server}noted.json");
-    let records: [(&str, Option<&str>, &[u8]); 5] = [
+    let records: [(&str, Option<&str>, &[u8]); 7] = [
         ("fits", None, br#"{"id": "o1", "items": [{"price": 3}]}"#),
         ("negative", None, br#"{"id": "o2", "items": [{"price": 3}, {"price": -1}]}"#),
         // Its dataschema is under the allowed prefix: checked against that, not the topic's.
@@ -92,6 +98,9 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
             Some("https://elsewhere.example.com/noted.json"),
             br#"{"id": "o5", "items": [{"price": 1}]}"#,
         ),
+        // A cancellation has a schema of its own, by type; it needs no items.
+        ("cancel-fits", None, br#"{"id": "o1", "reason": "late"}"#),
+        ("cancel-bare", None, br#"{"id": "o1"}"#),
     ];
     for (id, dataschema, data) in records {
         let headers = event(id, dataschema);
@@ -100,11 +109,11 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
         producer.raw(&topic, Some(0), Some(b"k"), &headers, Some(data)).await;
     }
 
-    let outputs = read(&output, 3, Duration::from_secs(60)).await;
+    let outputs = read(&output, 4, Duration::from_secs(60)).await;
     let mut handled: Vec<&str> = outputs.iter().filter_map(|o| o.header("ce_id")).collect();
     handled.sort();
-    assert_eq!(handled, ["elsewhere", "fits", "noted"]);
-    let dead = read(&dlq, 2, Duration::from_secs(60)).await;
+    assert_eq!(handled, ["cancel-fits", "elsewhere", "fits", "noted"]);
+    let dead = read(&dlq, 3, Duration::from_secs(60)).await;
     let error_of = |id: &str| {
         let letter = dead
             .iter()
@@ -115,6 +124,8 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
     };
     let negative = error_of("negative");
     assert!(negative.contains("at /items/1/price: -1 is less than the minimum of 0"), "{negative}");
+    let bare = error_of("cancel-bare");
+    assert!(bare.contains("cancelled.json") && bare.contains("\"reason\" is a required property"), "{bare}");
     let unnoted = error_of("unnoted");
     assert!(
         unnoted.contains("noted.json") && unnoted.contains("\"note\" is a required property"),
@@ -128,7 +139,7 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
     let valid =
         format!("weft_schema_checks_total{{outcome=\"valid\",schema=\"{noted}\",topic=\"{topic}\"}} 1");
     assert!(metrics.contains(&valid), "{valid}");
-    let letters = format!("weft_events_dead_lettered_total{{reason=\"schema_invalid\",topic=\"{topic}\"}} 2");
+    let letters = format!("weft_events_dead_lettered_total{{reason=\"schema_invalid\",topic=\"{topic}\"}} 3");
     assert!(metrics.contains(&letters), "{letters}");
     host.shutdown().await.unwrap();
 }

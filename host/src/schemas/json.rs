@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jsonschema::Validator;
 use serde_json::Value;
@@ -14,16 +14,25 @@ use super::Refusal;
 /// The errors a refusal names at most.
 const MAX_ERRORS: usize = 5;
 
-/// Compiled schemas by the address they were read from.
+/// How long a schema that could not be used is not asked for again: events naming it are refused
+/// with the same reason meanwhile, instead of each fetching it.
+const REFUSED_FOR: Duration = Duration::from_secs(30);
+
+/// Compiled schemas by the address they were read from, and those recently found unusable.
 pub struct JsonSchemas {
     compiled: RwLock<HashMap<String, Arc<Validator>>>,
+    refused: RwLock<HashMap<String, (Instant, Refusal)>>,
     fetch: Fetch,
 }
 
 impl JsonSchemas {
     /// No schema read yet; HTTP requests take at most `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        Self { compiled: RwLock::new(HashMap::new()), fetch: Fetch { timeout } }
+        Self {
+            compiled: RwLock::new(HashMap::new()),
+            refused: RwLock::new(HashMap::new()),
+            fetch: Fetch { timeout },
+        }
     }
 
     /// The schema at `address`, compiled, if it was read before.
@@ -37,17 +46,31 @@ impl JsonSchemas {
         if let Some(compiled) = self.cached(address) {
             return Ok(compiled);
         }
+        if let Some((at, refusal)) = self.refused.read().expect("schema cache poisoned").get(address)
+            && at.elapsed() < REFUSED_FOR
+        {
+            return Err(refusal.clone());
+        }
+        let validator = self.compile(address).inspect_err(|refusal| {
+            if matches!(refusal, Refusal::Invalid { .. }) {
+                let refused = (Instant::now(), refusal.clone());
+                self.refused.write().expect("schema cache poisoned").insert(address.to_string(), refused);
+            }
+        })?;
+        let validator = Arc::new(validator);
+        self.compiled.write().expect("schema cache poisoned").insert(address.to_string(), validator.clone());
+        Ok(validator)
+    }
+
+    fn compile(&self, address: &str) -> Result<Validator, Refusal> {
         let document = self.fetch.json(address)?;
-        let validator = jsonschema::options()
+        jsonschema::options()
             .with_base_uri(self.fetch.base_uri(address))
             .with_retriever(self.fetch.clone())
             .build(&document)
             .map_err(|error| {
                 Refusal::invalid(address, format!("{address} is not a usable JSON Schema: {error}"))
-            })?;
-        let validator = Arc::new(validator);
-        self.compiled.write().expect("schema cache poisoned").insert(address.to_string(), validator.clone());
-        Ok(validator)
+            })
     }
 }
 
@@ -202,6 +225,9 @@ mod tests {
         let not_json = write(&dir, "text.json", "not json");
         assert!(schemas.load(&not_json).unwrap_err().to_string().contains("is not JSON"));
         let bad = write(&dir, "bad.json", r#"{"type": 12}"#);
+        assert!(schemas.load(&bad).unwrap_err().to_string().contains("not a usable JSON Schema"));
+        // Fixed at once, it is still refused for a while: events naming it do not each read it.
+        write(&dir, "bad.json", ITEM);
         assert!(schemas.load(&bad).unwrap_err().to_string().contains("not a usable JSON Schema"));
     }
 

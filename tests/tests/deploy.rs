@@ -187,7 +187,7 @@ fn env_file(path: &str) -> std::collections::HashMap<String, String> {
 fn compose_file_is_consistent_with_weft() {
     let compose = compose_with(&Default::default());
     let services = compose["services"].as_mapping().expect("services");
-    for name in ["kafka", "weft", "prometheus", "grafana", "kafka-ui"] {
+    for name in ["kafka", "weft", "schema-registry", "prometheus", "grafana", "kafka-ui"] {
         assert!(services.contains_key(name), "service {name} missing");
     }
     assert!(compose["services"]["kafka"]["image"].as_str().unwrap().starts_with("apache/kafka"));
@@ -222,6 +222,18 @@ fn compose_file_is_consistent_with_weft() {
     assert!(kafka_listeners.contains(&format!("//{}", config.kafka.brokers)), "{kafka_listeners}");
     assert_eq!(weft["environment"]["WEFT_KAFKA_BROKERS"].as_str(), Some(config.kafka.brokers.as_str()));
     assert!(services.iter().all(|(_, s)| s["profiles"].is_null() || s["profiles"][0] == "cluster"));
+    // Weft and the Kafka UI reach the registry's Confluent-compatible API on its container port,
+    // and Weft takes the address from the environment variable it reads.
+    let registry = &compose["services"]["schema-registry"];
+    let registry_image = registry["image"].as_str().unwrap();
+    assert!(registry_image.starts_with("apicurio/apicurio-registry:3.3"), "{registry_image}");
+    let registry_ports: Vec<&str> =
+        registry["ports"].as_sequence().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let container_port = registry_ports[0].rsplit(':').next().unwrap();
+    let url = format!("http://schema-registry:{container_port}/apis/ccompat/v7");
+    assert_eq!(weft["environment"][weft::config::ENV_SCHEMA_REGISTRY_URL].as_str(), Some(url.as_str()));
+    let ui = &compose["services"]["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_SCHEMAREGISTRY"];
+    assert_eq!(ui.as_str(), Some(url.as_str()));
     assert_eq!(
         compose["services"]["kafka"]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"].as_str(),
         Some("1@kafka:9093")

@@ -371,6 +371,17 @@ impl Default for TestProducer {
     }
 }
 
+/// The `weft.dlq.error` of event `id`'s dead letter among `letters`, which must be there with
+/// reason `schema_invalid`.
+pub fn schema_invalid_error(letters: &[Output], id: &str) -> String {
+    let letter = letters
+        .iter()
+        .find(|d| d.header("ce_id") == Some(id))
+        .unwrap_or_else(|| panic!("{id} dead-lettered"));
+    assert_eq!(letter.header("weft.dlq.reason"), Some("schema_invalid"), "{id}'s reason");
+    letter.header("weft.dlq.error").unwrap_or_default().to_string()
+}
+
 /// A record read back from an output topic.
 #[derive(Debug, Clone)]
 pub struct Output {

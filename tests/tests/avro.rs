@@ -2,7 +2,8 @@
 //! registry's wire format reach handlers as JSON, with `dataschema` naming the writer's subject and
 //! version; records the registry cannot decode are dead-lettered as `schema_invalid`; a registry
 //! that does not answer makes events wait, never dead-letters them; what a handler emits to an
-//! Avro topic is encoded to its subject's latest schema.
+//! Avro topic is encoded to its subject's latest schema; with `avro = "bytes"` handlers get the
+//! record as it arrived, once it decodes.
 
 use std::time::Duration;
 
@@ -108,17 +109,14 @@ async fn avro_records_reach_handlers_as_json_and_emits_are_encoded_to_the_subjec
     assert_eq!(out.value, wire(&schema, out_id, order("o1", 3)), "the same order, in the output's schema");
 
     let dead = read(&dlq, 3, Duration::from_secs(60)).await;
-    let error_of = |id: &str| {
-        let letter = dead
-            .iter()
-            .find(|d| d.header("ce_id") == Some(id))
-            .unwrap_or_else(|| panic!("{id} dead-lettered"));
-        assert_eq!(letter.header("weft.dlq.reason"), Some("schema_invalid"));
-        letter.header("weft.dlq.error").unwrap_or_default().to_string()
-    };
-    assert!(error_of("unknown-id").contains("schema id 987654 is not in the registry"));
-    assert!(error_of("not-avro").contains("not Avro in the schema registry's wire format"));
-    assert!(error_of("cut-short").contains(&format!("does not decode with writer schema id {id}")));
+    assert!(schema_invalid_error(&dead, "unknown-id").contains("schema id 987654 is not in the registry"));
+    assert!(
+        schema_invalid_error(&dead, "not-avro").contains("not Avro in the schema registry's wire format")
+    );
+    assert!(
+        schema_invalid_error(&dead, "cut-short")
+            .contains(&format!("does not decode with writer schema id {id}"))
+    );
     let metrics = host.metrics().render();
     let valid = format!(
         "weft_schema_checks_total{{outcome=\"valid\",schema=\"{registry}/subjects/{topic}-value/versions/1\",topic=\"{topic}\"}} 1"
@@ -175,5 +173,42 @@ async fn while_the_registry_does_not_answer_events_wait_and_none_is_dead_lettere
     let ids: Vec<&str> = outputs.iter().filter_map(|o| o.header("ce_id")).collect();
     assert_eq!(ids, ["e0", "e1", "e2"], "all of them, in order");
     assert!(read_all(&dlq, Duration::from_secs(1)).await.is_empty(), "still nothing dead-lettered");
+    host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_avro_bytes_handlers_get_the_record_as_it_arrived_once_it_decodes() {
+    let registry = registry();
+    let (topic, output) = topic_pair("avro-bytes", 1).await;
+    let dlq = format!("{topic}.dlq");
+    create_topic(&dlq, 1).await;
+    let schema = Schema::parse_str(ORDER).unwrap();
+    let id = register(&registry, &format!("{topic}-value"), ORDER).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    let settings = format!(
+        "[kafka]\nbrokers = \"x\"\n[schema_registry]\nurl = \"{registry}\"\n[topics.\"{topic}\"]\navro = \"bytes\"\n"
+    );
+    let parsed = weft::Config::parse(&settings).unwrap();
+    (config.topics, config.schema_registry) = (parsed.topics, parsed.schema_registry);
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let host = weft::Host::start(config).await.expect("host starts");
+
+    let producer = TestProducer::new();
+    let record = wire(&schema, id, order("o1", 3));
+    produce(&producer, &topic, "fits", &record).await;
+    let mut cut = record.clone();
+    cut.truncate(6);
+    produce(&producer, &topic, "cut-short", &cut).await;
+
+    let outputs = read(&output, 1, Duration::from_secs(60)).await;
+    assert_eq!(outputs[0].header("ce_id"), Some("fits"));
+    assert_eq!(outputs[0].value, record, "the bytes as they arrived");
+    assert_eq!(outputs[0].header("content-type"), Some("application/avro"));
+    let dataschema = outputs[0].header("ce_dataschema").unwrap_or_default();
+    assert!(dataschema.ends_with(&format!("/subjects/{topic}-value/versions/1")), "{dataschema}");
+    let dead = read(&dlq, 1, Duration::from_secs(60)).await;
+    assert_eq!(dead[0].header("ce_id"), Some("cut-short"));
+    assert_eq!(dead[0].header("weft.dlq.reason"), Some("schema_invalid"));
     host.shutdown().await.unwrap();
 }

@@ -114,19 +114,11 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
     handled.sort();
     assert_eq!(handled, ["cancel-fits", "elsewhere", "fits", "noted"]);
     let dead = read(&dlq, 3, Duration::from_secs(60)).await;
-    let error_of = |id: &str| {
-        let letter = dead
-            .iter()
-            .find(|d| d.header("ce_id") == Some(id))
-            .unwrap_or_else(|| panic!("{id} dead-lettered"));
-        assert_eq!(letter.header("weft.dlq.reason"), Some("schema_invalid"));
-        letter.header("weft.dlq.error").unwrap_or_default().to_string()
-    };
-    let negative = error_of("negative");
+    let negative = schema_invalid_error(&dead, "negative");
     assert!(negative.contains("at /items/1/price: -1 is less than the minimum of 0"), "{negative}");
-    let bare = error_of("cancel-bare");
+    let bare = schema_invalid_error(&dead, "cancel-bare");
     assert!(bare.contains("cancelled.json") && bare.contains("\"reason\" is a required property"), "{bare}");
-    let unnoted = error_of("unnoted");
+    let unnoted = schema_invalid_error(&dead, "unnoted");
     assert!(
         unnoted.contains("noted.json") && unnoted.contains("\"note\" is a required property"),
         "{unnoted}"

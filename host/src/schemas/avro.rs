@@ -28,8 +28,8 @@ pub struct Registry {
     url: String,
     settings: SrSettings,
     decoder: AvroDecoder,
-    /// `<url>/subjects/<subject>/versions/<version>` of each writer schema id seen, for `dataschema`.
-    names: RwLock<HashMap<u32, String>>,
+    /// The subjects and versions each writer schema id seen is registered under, for `dataschema`.
+    names: RwLock<HashMap<u32, Vec<SubjectVersion>>>,
     http: reqwest::Client,
     auth: Option<(String, Option<String>)>,
 }
@@ -61,7 +61,7 @@ impl Registry {
     /// schema id the registry does not know, or bytes that do not decode are refused; a registry
     /// that does not answer (or answers 5xx, or refuses Weft's credentials) is unavailable.
     pub async fn decode(&self, bytes: Option<&[u8]>) -> Result<Decoded, Refusal> {
-        let label = "avro";
+        let label = "not in the wire format";
         let Some(id) = bytes.and_then(schema_id) else {
             return Err(Refusal::invalid(
                 label,
@@ -70,7 +70,7 @@ impl Registry {
         };
         let decoded = self.decoder.decode(bytes).await.map_err(|error| self.refusal(id, error))?;
         let json = serde_json::Value::try_from(decoded.value).map_err(|error| {
-            Refusal::invalid(&self.name_or_id(id), format!("Avro data has no JSON form: {error}"))
+            Refusal::invalid(&self.by_id(id), format!("Avro data has no JSON form: {error}"))
         })?;
         Ok(Decoded { json: serde_json::to_vec(&json).expect("JSON values serialize"), id })
     }
@@ -80,13 +80,13 @@ impl Registry {
         let text = format!("{} {cause}", error.error);
         if text.contains("40403") || text.contains("status 404") {
             return Refusal::invalid(
-                &format!("id {id}"),
+                "unknown schema id",
                 format!("writer schema id {id} is not in the registry"),
             );
         }
         if text.contains("Could not transform bytes") || text.contains("Could not resolve Avro schema") {
             return Refusal::invalid(
-                &self.name_or_id(id),
+                &self.by_id(id),
                 format!("data does not decode with writer schema id {id}: {cause}"),
             );
         }
@@ -95,37 +95,43 @@ impl Registry {
         Refusal::Unavailable(format!("schema registry {}: {text}", self.url))
     }
 
-    fn name_or_id(&self, id: u32) -> String {
-        self.names.read().expect("names poisoned").get(&id).cloned().unwrap_or_else(|| format!("id {id}"))
+    /// The registry address of writer schema `id`.
+    fn by_id(&self, id: u32) -> String {
+        format!("{}/schemas/ids/{id}", self.url)
     }
 
-    /// `dataschema` for data written with schema `id`: the registry address of its subject and
-    /// version (`…/subjects/orders-value/versions/3`), or of the id where the registry cannot say.
-    pub async fn dataschema(&self, id: u32) -> String {
-        if let Some(name) = self.names.read().expect("names poisoned").get(&id) {
-            return name.clone();
+    /// `dataschema` for data of `topic` written with schema `id`: the registry address of its
+    /// subject and version (`…/subjects/orders-value/versions/3`). One schema can be registered
+    /// under several subjects (the registry gives identical schemas one id): the topic's own
+    /// subject (`<topic>-value`) is named if it is one of them. Where the registry cannot say, the
+    /// address of the id.
+    pub async fn dataschema(&self, id: u32, topic: &str) -> String {
+        let known = self.names.read().expect("names poisoned").get(&id).cloned();
+        let names = match known {
+            Some(names) => names,
+            None => match self.subject_versions(id).await {
+                Some(names) => {
+                    self.names.write().expect("names poisoned").insert(id, names.clone());
+                    names
+                }
+                None => return self.by_id(id),
+            },
+        };
+        let own = format!("{topic}-value");
+        match names.iter().find(|n| n.subject == own).or(names.first()) {
+            Some(name) => format!("{}/subjects/{}/versions/{}", self.url, name.subject, name.version),
+            None => self.by_id(id),
         }
-        #[derive(serde::Deserialize)]
-        struct SubjectVersion {
-            subject: String,
-            version: u32,
-        }
+    }
+
+    /// The subjects and versions schema `id` is registered under, if the registry answers.
+    async fn subject_versions(&self, id: u32) -> Option<Vec<SubjectVersion>> {
         let mut request = self.http.get(format!("{}/schemas/ids/{id}/versions", self.url));
         if let Some((user, password)) = &self.auth {
             request = request.basic_auth(user, password.as_deref());
         }
-        let found = match request.send().await.and_then(reqwest::Response::error_for_status) {
-            Ok(response) => response.json::<Vec<SubjectVersion>>().await.ok(),
-            Err(_) => None,
-        };
-        let name = match found.as_deref() {
-            Some([first, ..]) => {
-                format!("{}/subjects/{}/versions/{}", self.url, first.subject, first.version)
-            }
-            _ => format!("{}/schemas/ids/{id}", self.url),
-        };
-        self.names.write().expect("names poisoned").insert(id, name.clone());
-        name
+        let response = request.send().await.and_then(reqwest::Response::error_for_status).ok()?;
+        response.json().await.ok()
     }
 
     /// The latest schema of `subject`.
@@ -139,6 +145,13 @@ impl Registry {
         Writer::new(registered.id, &registered.schema, dataschema)
             .map_err(|e| format!("subject {subject}'s latest schema is not Avro Weft can encode to: {e}"))
     }
+}
+
+/// One subject and version a schema is registered under.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SubjectVersion {
+    subject: String,
+    version: u32,
 }
 
 /// The schema id of a record in the wire format.

@@ -137,7 +137,7 @@ impl Schemas {
     /// unless the topic keeps the bytes).
     pub async fn check(&self, topic: &str, event: EventData<'_>) -> Result<(), Refusal> {
         let Some(rules) = self.topics.get(topic) else { return Ok(()) };
-        let result = self.check_with(rules, event).await;
+        let result = self.check_with(topic, rules, event).await;
         let schema = match &result {
             Ok(schema) => schema.as_str(),
             Err(Refusal::Invalid { schema, .. }) => schema.as_str(),
@@ -152,11 +152,16 @@ impl Schemas {
     }
 
     /// The check itself; the schema checked against on success.
-    async fn check_with(&self, rules: &TopicRules, event: EventData<'_>) -> Result<String, Refusal> {
+    async fn check_with(
+        &self,
+        topic: &str,
+        rules: &TopicRules,
+        event: EventData<'_>,
+    ) -> Result<String, Refusal> {
         if let Some(avro) = rules.avro {
             let registry = self.registry.as_ref().expect("validated: avro needs a registry");
             let decoded = registry.decode(event.data.as_deref()).await?;
-            let name = registry.dataschema(decoded.id).await;
+            let name = registry.dataschema(decoded.id, topic).await;
             if avro == AvroData::Json {
                 *event.data = Some(decoded.json);
                 *event.datacontenttype = Some("application/json".into());

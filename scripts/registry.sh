@@ -61,24 +61,11 @@ JAVA=                            # set by pick_java
 REGISTRY_JAVA_OPTS=(-Xms64m "-Xmx$HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1
   -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true)
 
-log() { printf 'registry.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SERVICE_SCRIPT=registry.sh
+# shellcheck source=scripts/service-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/service-common.sh"
 
 # --- installation ------------------------------------------------------------
-
-# apt-get the given Debian packages (only called for tools that are missing).
-apt_install() {
-  [ $# -gt 0 ] || return 0
-  command -v apt-get >/dev/null || die "missing: $*; no apt-get here, install them by hand"
-  local sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || die "missing: $*; need root (or sudo) to apt-get them"
-    sudo=(sudo -n)
-  fi
-  log "installing $* with apt-get"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
-}
 
 # java_ok BIN: BIN runs and is Java $JAVA_MIN or newer.
 java_ok() {
@@ -167,25 +154,6 @@ ensure_installed() {
 }
 
 # --- small helpers -----------------------------------------------------------
-
-# free_port VAR: store an unused loopback port in VAR. Ports come from below
-# Linux's ephemeral range (32768+) so outgoing connections can't grab them
-# between the check and the registry's bind; a collision anyway is retried by
-# cmd_start.
-free_port() {
-  local p
-  for _ in $(seq 1 500); do
-    p=$((20000 + RANDOM % 12000))
-    if command -v ss >/dev/null; then
-      [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] || continue
-    elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      continue
-    fi
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "found no free loopback port"
-}
 
 # serves PORT: GET the subject list over bash's /dev/tcp (no curl needed) and
 # see 200: the HTTP server is up and the storage answers.

@@ -108,6 +108,12 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.kafka.consumer.insert("statistics.interval.ms".into(), "500".into());
     config.dlq.create_topics = false;
+    // Events checked against a schema: the schema panels and alert have series to show.
+    let schema = std::env::temp_dir().join(unique("weft-drift-schema"));
+    std::fs::write(&schema, r#"{"type": "object"}"#).unwrap();
+    let checked =
+        weft::config::TopicConfig { schema: Some(schema.display().to_string()), ..Default::default() };
+    config.topics.insert("drift".into(), checked);
     plugin_config(&mut config, "echo", &[("topic", "drift")]);
     let host = Host::start(config).await.unwrap();
     let mut body = String::new();
@@ -116,6 +122,7 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
         if body.contains("weft_consumer_lag{")
             && body.contains("weft_kafka_broker_rtt_seconds{")
             && body.contains("weft_partition_oldest_unfinished_seconds{")
+            && body.contains("weft_schema_checks_total{")
         {
             break;
         }

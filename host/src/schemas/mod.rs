@@ -101,6 +101,8 @@ impl Schemas {
                     anyhow::bail!("topics.\"{topic}\".{key}: {refusal}");
                 }
             }
+            // The series exist from the start, at 0: an alert sees the first wait.
+            metrics.schema_unavailable.with_label_values(&[topic]);
             topics.insert(
                 topic.clone(),
                 TopicRules {

@@ -60,6 +60,16 @@ fn event(id: &str, dataschema: Option<&str>) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_paths() {
+    json_schemas_checked(weft::config::DeliveryMode::AtLeastOnce).await;
+}
+
+/// With exactly-once delivery the dead letters are written by the events' transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_exactly_once_events_that_do_not_match_are_dead_lettered_in_their_transactions() {
+    json_schemas_checked(weft::config::DeliveryMode::ExactlyOnce).await;
+}
+
+async fn json_schemas_checked(mode: weft::config::DeliveryMode) {
     let (topic, output) = topic_pair("schemas", 1).await;
     let dlq = format!("{topic}.dlq");
     create_topic(&dlq, 1).await;
@@ -75,6 +85,7 @@ async fn events_that_do_not_match_their_json_schema_are_dead_lettered_with_the_p
 
     let dir = plugins_dir(&[("echo", ECHO_WASM)]);
     let mut config = config(&dir);
+    config.delivery.mode = mode;
     let settings = format!(
         "[kafka]\nbrokers = \"x\"\n[topics.\"{topic}\"]\nschema = \"{order}\"\ndataschema = [\"{server}\"]\n\
          schemas = {{ \"com.example.order.cancelled\" = \"{cancelled}\" }}\n"

@@ -6,6 +6,12 @@
 //! that fails is refused ([`Refusal::Invalid`]: dead-lettered as `schema_invalid`); one that cannot
 //! be checked now ([`Refusal::Unavailable`]: the registry or a schema's server does not answer)
 //! waits and is checked again, never dead-lettered for it.
+//!
+//! # Layout
+//! - [`Schemas`] (here): each topic's settings and the check the lanes call before dispatch.
+//! - [`json`]: JSON Schemas read from files or HTTP(S), compiled once and cached; the check itself.
+//! - [`avro`]: the registry client (writer schemas by id; subject and version for `dataschema`),
+//!   and what emits to an Avro topic are encoded with ([`avro::AvroOut`]).
 
 pub mod avro;
 pub mod json;

@@ -12,7 +12,10 @@
 //!   a library with a native handler, see `native_weft`): the difference is the WebAssembly call;
 //! - echo with exactly-once delivery, in transactions of 100 ms and of 1 s;
 //! - the same no-op run with 1 % of the events failing once (retried after 50 ms);
-//! - the same no-op run with the plugin hot-swapped to another version halfway through.
+//! - the same no-op run with the plugin hot-swapped to another version halfway through;
+//! - the same no-op run with every event checked against a JSON Schema, and (with a schema registry
+//!   in `WEFT_TEST_REGISTRY`, as `scripts/bench.sh` starts one) the same events written as Avro in
+//!   the registry's wire format and decoded to JSON before the handler: what a check costs.
 //!
 //! Each consumer is its own process, so its CPU time and peak RSS are its own. Throughput and CPU
 //! are taken from the first event handled to the last (the group join is left out of both).
@@ -94,6 +97,8 @@ fn main() {
     if std::env::var_os("WEFT_BENCH_ONLY").is_none() {
         produce(&retry_topic, events, 100);
     }
+    let json_schema = json_schema_settings(&topic);
+    let avro = runtime.block_on(avro_topic(events));
     println!(
         "produced both topics in {:.1} s ({} records per batch)\n",
         started.elapsed().as_secs_f64(),
@@ -122,6 +127,10 @@ fn main() {
                 swap: true,
                 ..Scenario::new("weft, no-op, hot swap a quarter in", &topic, events, &[("noop", "1")])
             },
+            Scenario {
+                settings: &json_schema,
+                ..Scenario::new("weft, no-op WASM handler + JSON Schema", &topic, events, &[("noop", "1")])
+            },
             Scenario::new("weft, echo: emits 1 event per input", &topic, events, &echo),
             Scenario {
                 transactions_ms: Some(100),
@@ -137,7 +146,12 @@ fn main() {
             Ok(list) => list.split(',').map(|b| Some(b.to_string())).collect(),
             Err(_) => vec![None],
         };
-        let chosen: Vec<&Scenario> = scenarios.iter().filter(|s| s.name.contains(&only)).collect();
+        let avro_scenario = avro.as_ref().map(|(avro_topic, settings)| Scenario {
+            settings,
+            ..Scenario::new("weft, no-op WASM handler + Avro to JSON", avro_topic, events, &[("noop", "1")])
+        });
+        let chosen: Vec<&Scenario> =
+            scenarios.iter().chain(avro_scenario.as_ref()).filter(|s| s.name.contains(&only)).collect();
         // Per scenario and binary: (CPU µs per event, events/s) of each run. The scenarios take
         // turns in every round, so a noisy minute falls on all of them.
         let mut figures: Vec<Vec<Vec<(f64, f64)>>> = vec![vec![Vec::new(); bins.len()]; chosen.len()];
@@ -213,6 +227,18 @@ fn main() {
         swap: true,
         ..Scenario::new("weft, no-op, hot swap a quarter in", &topic, events, &[("noop", "1")])
     }));
+    // What checking each event costs: the no-op run again, with a JSON Schema, and with the events
+    // written as Avro and decoded to JSON.
+    runs.push(weft(&Scenario {
+        settings: &json_schema,
+        ..Scenario::new("weft, no-op WASM handler + JSON Schema", &topic, events, &[("noop", "1")])
+    }));
+    if let Some((avro_topic, settings)) = &avro {
+        runs.push(weft(&Scenario {
+            settings,
+            ..Scenario::new("weft, no-op WASM handler + Avro to JSON", avro_topic, events, &[("noop", "1")])
+        }));
+    }
     report(&runs);
 
     // Latency on librdkafka's mock cluster (in process, no broker delay) at half the rate Weft
@@ -456,6 +482,88 @@ fn produce(topic: &str, events: u64, fail_every: u64) {
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("flush");
 }
 
+/// `[topics."<topic>"]` with a JSON Schema (draft 2020-12) every produced event's data matches.
+fn json_schema_settings(topic: &str) -> String {
+    let schema = r#"{
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["n", "note"],
+        "properties": {
+            "n": {"type": "integer", "minimum": 0},
+            "note": {"type": "string", "maxLength": 4096, "pattern": "^x*$"}
+        },
+        "additionalProperties": false
+    }"#;
+    let path = work_dir("schema").join("bench.json");
+    std::fs::write(&path, schema).unwrap();
+    format!("[topics.\"{topic}\"]\nschema = \"{}\"\n", path.display())
+}
+
+/// With a registry in `WEFT_TEST_REGISTRY`: a topic of `events` binary-mode CloudEvents whose data
+/// is the produced events' data as Avro in the registry's wire format, and the settings that make
+/// Weft decode it to JSON.
+async fn avro_topic(events: u64) -> Option<(String, String)> {
+    let registry = std::env::var("WEFT_TEST_REGISTRY").ok()?;
+    let topic = unique("bench-avro");
+    create_topic(&topic, PARTITIONS).await;
+    let schema = r#"{"type": "record", "name": "Bench", "fields": [
+        {"name": "n", "type": "long"}, {"name": "note", "type": "string"}]}"#;
+    let body = serde_json::json!({ "schema": schema }).to_string();
+    let registered: serde_json::Value = reqwest::Client::new()
+        .post(format!("{registry}/subjects/{topic}-value/versions"))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(body)
+        .send()
+        .await
+        .expect("the registry answers")
+        .json()
+        .await
+        .expect("an id");
+    let id = registered["id"].as_u64().expect("an id") as u32;
+    let parsed = apache_avro::Schema::parse_str(schema).unwrap();
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&parsed).build().unwrap();
+    let note = "x".repeat(DATA_BYTES - 80);
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", if batch() > 1 { "20" } else { "0" })
+        .set("batch.num.messages", batch().to_string())
+        .create()
+        .expect("producer");
+    for n in 0..events {
+        use apache_avro::types::Value;
+        let data = Value::Record(vec![
+            ("n".into(), Value::Long(n as i64)),
+            ("note".into(), Value::String(note.clone())),
+        ]);
+        let mut value = vec![0];
+        value.extend_from_slice(&id.to_be_bytes());
+        value.extend(writer.write_value_to_vec(data).unwrap());
+        let id = format!("ev-{n}");
+        let headers = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", id.as_str()),
+            ("ce_source", "/bench"),
+            ("ce_type", "com.example.bench"),
+            ("content-type", "application/avro"),
+        ]
+        .iter()
+        .fold(rdkafka::message::OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(rdkafka::message::Header { key, value: Some(*value) })
+        });
+        let key = format!("key-{}", n as usize % KEYS);
+        let mut record =
+            rdkafka::producer::FutureRecord::to(&topic).key(&key).headers(headers).payload(&value);
+        while let Err((_, back)) = producer.send_result(record) {
+            record = back;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("flush");
+    let settings =
+        format!("[schema_registry]\nurl = \"{registry}\"\n[topics.\"{topic}\"]\navro = \"json\"\n");
+    Some((topic, settings))
+}
+
 /// Records per produced batch at most (`WEFT_BENCH_BATCH`, default 1,000: what a producer under
 /// load sends; 1 writes a batch per record).
 fn batch() -> usize {
@@ -594,6 +702,8 @@ struct Scenario<'a> {
     native: bool,
     /// Exactly-once delivery, with transactions of this many milliseconds; `None`: at-least-once.
     transactions_ms: Option<u64>,
+    /// More configuration for the run (schemas).
+    settings: &'a str,
 }
 
 impl<'a> Scenario<'a> {
@@ -608,6 +718,7 @@ impl<'a> Scenario<'a> {
             bin: None,
             native: false,
             transactions_ms: None,
+            settings: "",
         }
     }
 }
@@ -627,6 +738,7 @@ fn weft(scenario: &Scenario) -> Run {
     if let Some(ms) = scenario.transactions_ms {
         extra.push_str(&format!("[delivery]\nmode = \"exactly-once\"\ntransaction_interval_ms = {ms}\n"));
     }
+    extra.push_str(scenario.settings);
     let native = scenario.native.then(|| {
         let parse = scenario.config.iter().any(|(k, _)| *k == "parse");
         (scenario.topic, if parse { "parse" } else { "noop" })

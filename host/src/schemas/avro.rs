@@ -28,8 +28,8 @@ pub struct Registry {
     url: String,
     settings: SrSettings,
     decoder: AvroDecoder,
-    /// The subjects and versions each writer schema id seen is registered under, for `dataschema`.
-    names: RwLock<HashMap<u32, Vec<SubjectVersion>>>,
+    /// The `dataschema` of each writer schema id seen, by topic (see [`Registry::dataschema`]).
+    names: RwLock<HashMap<u32, HashMap<String, String>>>,
     http: reqwest::Client,
     auth: Option<(String, Option<String>)>,
 }
@@ -106,22 +106,21 @@ impl Registry {
     /// subject (`<topic>-value`) is named if it is one of them. Where the registry cannot say, the
     /// address of the id.
     pub async fn dataschema(&self, id: u32, topic: &str) -> String {
-        let known = self.names.read().expect("names poisoned").get(&id).cloned();
-        let names = match known {
-            Some(names) => names,
-            None => match self.subject_versions(id).await {
-                Some(names) => {
-                    self.names.write().expect("names poisoned").insert(id, names.clone());
-                    names
-                }
-                None => return self.by_id(id),
-            },
-        };
+        if let Some(name) =
+            self.names.read().expect("names poisoned").get(&id).and_then(|by_topic| by_topic.get(topic))
+        {
+            return name.clone();
+        }
+        // Not cached where the registry does not answer: the next record asks again.
+        let Some(names) = self.subject_versions(id).await else { return self.by_id(id) };
         let own = format!("{topic}-value");
-        match names.iter().find(|n| n.subject == own).or(names.first()) {
+        let name = match names.iter().find(|n| n.subject == own).or(names.first()) {
             Some(name) => format!("{}/subjects/{}/versions/{}", self.url, name.subject, name.version),
             None => self.by_id(id),
-        }
+        };
+        let mut cached = self.names.write().expect("names poisoned");
+        cached.entry(id).or_default().insert(topic.to_string(), name.clone());
+        name
     }
 
     /// The subjects and versions schema `id` is registered under, if the registry answers.

@@ -17,8 +17,8 @@ use crate::config::RegistryConfig;
 
 /// What a decoded record turns into for handlers.
 pub struct Decoded {
-    /// The data as JSON text.
-    pub json: Vec<u8>,
+    /// The data as JSON text, when asked for.
+    pub json: Option<Vec<u8>>,
     /// The writer schema's id.
     pub id: u32,
 }
@@ -57,10 +57,10 @@ impl Registry {
         })
     }
 
-    /// Decodes `bytes` with its writer's schema, to JSON. A record not in the wire format, a
+    /// Decodes `bytes` with its writer's schema, to JSON if `to_json`. A record not in the wire format, a
     /// schema id the registry does not know, or bytes that do not decode are refused; a registry
     /// that does not answer (or answers 5xx, or refuses Weft's credentials) is unavailable.
-    pub async fn decode(&self, bytes: Option<&[u8]>) -> Result<Decoded, Refusal> {
+    pub async fn decode(&self, bytes: Option<&[u8]>, to_json: bool) -> Result<Decoded, Refusal> {
         let label = "not in the wire format";
         let Some(id) = bytes.and_then(schema_id) else {
             return Err(Refusal::invalid(
@@ -69,10 +69,13 @@ impl Registry {
             ));
         };
         let decoded = self.decoder.decode(bytes).await.map_err(|error| self.refusal(id, error))?;
+        if !to_json {
+            return Ok(Decoded { json: None, id });
+        }
         let json = serde_json::Value::try_from(decoded.value).map_err(|error| {
             Refusal::invalid(&self.by_id(id), format!("Avro data has no JSON form: {error}"))
         })?;
-        Ok(Decoded { json: serde_json::to_vec(&json).expect("JSON values serialize"), id })
+        Ok(Decoded { json: Some(serde_json::to_vec(&json).expect("JSON values serialize")), id })
     }
 
     fn refusal(&self, id: u32, error: SRCError) -> Refusal {

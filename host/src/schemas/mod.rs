@@ -168,10 +168,10 @@ impl Schemas {
     ) -> Result<String, Refusal> {
         if let Some(avro) = rules.avro {
             let registry = self.registry.as_ref().expect("validated: avro needs a registry");
-            let decoded = registry.decode(event.data.as_deref()).await?;
+            let decoded = registry.decode(event.data.as_deref(), avro == AvroData::Json).await?;
             let name = registry.dataschema(decoded.id, topic).await;
             if avro == AvroData::Json {
-                *event.data = Some(decoded.json);
+                *event.data = decoded.json;
                 *event.datacontenttype = Some("application/json".into());
             }
             *event.dataschema = Some(name.clone());

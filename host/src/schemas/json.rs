@@ -64,7 +64,10 @@ impl JsonSchemas {
 
     fn compile(&self, address: &str) -> Result<Validator, Refusal> {
         let document = self.fetch.json(address)?;
+        // `format` is checked, not only noted: a producer writing `"time": "yesterday"` against
+        // `"format": "date-time"` is caught like any other mismatch.
         jsonschema::options()
+            .should_validate_formats(true)
             .with_base_uri(self.fetch.base_uri(address))
             .with_retriever(self.fetch.clone())
             .build(&document)
@@ -201,6 +204,18 @@ mod tests {
         assert!(text.contains("at /items/1/price: -1 is less than the minimum of 0"), "{text}");
         assert!(text.contains("at /: \"id\" is a required property"), "{text}");
         assert!(matches!(refusal, Refusal::Invalid { .. }));
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let dir = temp_dir("formats");
+        let schema =
+            write(&dir, "when.json", r#"{"properties": {"at": {"type": "string", "format": "date-time"}}}"#);
+        let schemas = JsonSchemas::new(Duration::from_secs(1));
+        let validator = schemas.load(&schema).unwrap();
+        check(&validator, &schema, Some(br#"{"at": "2026-11-30T09:30:00Z"}"#)).unwrap();
+        let text = check(&validator, &schema, Some(br#"{"at": "yesterday"}"#)).unwrap_err().to_string();
+        assert!(text.contains("at /at: \"yesterday\" is not a \"date-time\""), "{text}");
     }
 
     #[test]

@@ -435,11 +435,11 @@ async fn schema_checks(headers: &[(&str, Option<&[u8]>)], data: &str) {
         refresh_ms: 30_000,
     };
     let registry = Registry::new(&config).unwrap();
-    registry.decode(Some(&record), true).await.unwrap();
+    registry.decode(Some(&record), true, None).await.unwrap();
     let iterations = 100_000;
     let started = Instant::now();
     for _ in 0..iterations {
-        std::hint::black_box(registry.decode(Some(&record), true).await.unwrap());
+        std::hint::black_box(registry.decode(Some(&record), true, None).await.unwrap());
     }
     let avro = started.elapsed().as_secs_f64() * 1e6 / f64::from(iterations);
     println!(

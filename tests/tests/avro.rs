@@ -212,3 +212,58 @@ async fn with_avro_bytes_handlers_get_the_record_as_it_arrived_once_it_decodes()
     assert_eq!(dead[0].header("weft.dlq.reason"), Some("schema_invalid"));
     host.shutdown().await.unwrap();
 }
+
+/// An order as first written, and the version after it: a `note` with a default (a backward
+/// compatible change).
+const ORDER_V1: &str = r#"{"type": "record", "name": "Order", "namespace": "com.example.v",
+    "fields": [{"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]}"#;
+const ORDER_V2: &str = r#"{"type": "record", "name": "Order", "namespace": "com.example.v",
+    "fields": [{"name": "id", "type": "string"}, {"name": "qty", "type": "int"},
+               {"name": "note", "type": "string", "default": "none"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_reader_subject_handlers_see_every_record_in_its_latest_shape() {
+    use apache_avro::types::Value;
+    let registry = registry();
+    let (topic, output) = topic_pair("avro-reader", 1).await;
+    let subject = format!("{topic}-value");
+    let v1 = register(&registry, &subject, ORDER_V1).await;
+    let v2 = register(&registry, &subject, ORDER_V2).await;
+    let dir = plugins_dir(&[("echo", ECHO_WASM)]);
+    let mut config = config(&dir);
+    let settings = format!(
+        "[kafka]\nbrokers = \"x\"\n[schema_registry]\nurl = \"{registry}\"\n[topics.\"{topic}\"]\navro = \"json\"\n\
+         avro_reader_subject = \"{subject}\"\n"
+    );
+    let parsed = weft::Config::parse(&settings).unwrap();
+    (config.topics, config.schema_registry) = (parsed.topics, parsed.schema_registry);
+    config.validate().unwrap();
+    plugin_config(&mut config, "echo", &[("topic", &topic), ("output-topic", &output)]);
+    let host = weft::Host::start(config).await.expect("host starts");
+
+    let producer = TestProducer::new();
+    let old = Value::Record(vec![("id".into(), Value::String("o1".into())), ("qty".into(), Value::Int(3))]);
+    produce(&producer, &topic, "old", &wire(&Schema::parse_str(ORDER_V1).unwrap(), v1, old)).await;
+    let new = Value::Record(vec![
+        ("id".into(), Value::String("o2".into())),
+        ("qty".into(), Value::Int(1)),
+        ("note".into(), Value::String("gift".into())),
+    ]);
+    produce(&producer, &topic, "new", &wire(&Schema::parse_str(ORDER_V2).unwrap(), v2, new)).await;
+
+    let outputs = read(&output, 2, Duration::from_secs(60)).await;
+    let json = |id: &str| {
+        let out =
+            outputs.iter().find(|o| o.header("ce_id") == Some(id)).unwrap_or_else(|| panic!("{id} handled"));
+        let dataschema = out.header("ce_dataschema").unwrap_or_default();
+        assert!(dataschema.ends_with(&format!("/subjects/{subject}/versions/2")), "{dataschema}");
+        serde_json::from_slice::<serde_json::Value>(&out.value).unwrap()
+    };
+    assert_eq!(
+        json("old"),
+        serde_json::json!({"id": "o1", "qty": 3, "note": "none"}),
+        "the default fills in"
+    );
+    assert_eq!(json("new"), serde_json::json!({"id": "o2", "qty": 1, "note": "gift"}));
+    host.shutdown().await.unwrap();
+}

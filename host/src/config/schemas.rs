@@ -90,6 +90,13 @@ impl TopicConfig {
                 "{table}: avro data is checked against its writer schema; drop schema/schemas"
             );
         }
+        if let Some(subject) = &self.avro_reader_subject {
+            ensure!(!subject.is_empty(), "{table}.avro_reader_subject is empty");
+            ensure!(
+                self.avro == Some(AvroData::Json),
+                "{table}.avro_reader_subject shapes the JSON handlers get: it needs avro = \"json\""
+            );
+        }
         if let Some(subject) = &self.avro_subject {
             ensure!(!subject.is_empty(), "{table}.avro_subject is empty");
             ensure!(
@@ -125,6 +132,19 @@ mod tests {
         assert!(
             both.validate_schemas("t", Some(&registry())).unwrap_err().to_string().contains("drop schema")
         );
+    }
+
+    #[test]
+    fn a_reader_subject_shapes_json_so_it_needs_avro_json() {
+        let bytes = TopicConfig {
+            avro: Some(AvroData::Bytes),
+            avro_reader_subject: Some("orders-value".into()),
+            ..TopicConfig::default()
+        };
+        let error = bytes.validate_schemas("t", Some(&registry())).unwrap_err().to_string();
+        assert!(error.contains("t.avro_reader_subject") && error.contains("avro = \"json\""), "{error}");
+        let json = TopicConfig { avro: Some(AvroData::Json), ..bytes };
+        json.validate_schemas("t", Some(&registry())).unwrap();
     }
 
     #[test]

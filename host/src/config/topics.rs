@@ -68,6 +68,10 @@ pub struct TopicConfig {
     /// What plugins emit to this topic is encoded to the latest schema of this registry subject
     /// (`orders-value`); data that does not fit is refused. Needs `[schema_registry]`.
     pub avro_subject: Option<String>,
+    /// With `avro = "json"`: every record is read as this registry subject's latest schema (Avro
+    /// schema resolution: defaults fill fields its writer lacked), so handlers see one shape
+    /// whichever version wrote it. Unset: each record as its writer's schema has it.
+    pub avro_reader_subject: Option<String>,
 }
 
 impl TopicConfig {

@@ -195,11 +195,12 @@ impl Host {
         } else {
             None
         };
-        if let Some(registry) = config.schema_registry.as_ref().filter(|_| schemas.avro_out.is_some()) {
+        // Runs until shutdown (a supervised task that ends is a failure): only with subjects to read.
+        if let Some(registry) = config.schema_registry.as_ref().filter(|_| schemas.reads_subjects()) {
             let (schemas, stop) = (schemas.clone(), stop_rx.clone());
             let refresh = Duration::from_millis(registry.refresh_ms);
-            tasks.spawn("the Avro emit schemas' refresh", async move {
-                schemas.refresh_avro_out(refresh, stop).await
+            tasks.spawn("the registry subjects' refresh", async move {
+                schemas.refresh_subjects(refresh, stop).await
             });
         }
         if config.plugins.watch {

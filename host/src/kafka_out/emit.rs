@@ -10,7 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::event::CloudEvent;
 use crate::failure::Failure;
 use crate::kafka_out::outgoing::Outgoing;
-use crate::schemas::avro::AvroOut;
+use crate::schemas::subjects::LatestSchemas;
 
 /// Why an emitted event was refused; mirrors the WIT `emit-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +52,7 @@ pub struct Emitter {
     /// Where they go.
     pub to: Destination,
     /// Emits to these topics are encoded to their subject's latest Avro schema.
-    pub avro: Option<Arc<AvroOut>>,
+    pub avro: Option<Arc<LatestSchemas>>,
 }
 
 /// The destination of emitted events.
@@ -278,7 +278,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::schemas::avro::Writer;
+    use crate::schemas::subjects::SubjectSchema;
 
     const ORDER: &str = r#"{"type": "record", "name": "Order", "fields": [
         {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]}"#;
@@ -298,15 +298,19 @@ mod tests {
         }
     }
 
-    fn emitter() -> (Emitter, Arc<AvroOut>) {
-        let out = Arc::new(AvroOut::new(HashMap::from([("orders".to_string(), "orders-value".to_string())])));
+    fn emitter() -> (Emitter, Arc<LatestSchemas>) {
+        let subjects = HashMap::from([("orders".to_string(), "orders-value".to_string())]);
+        let out = Arc::new(LatestSchemas::new("emits are encoded to", subjects));
         (Emitter { avro: Some(out.clone()), ..Emitter::capture() }, out)
     }
 
     #[test]
     fn emits_to_an_avro_topic_are_encoded_to_its_subject_and_others_pass_unchanged() {
         let (emitter, out) = emitter();
-        out.set("orders", Writer::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap());
+        out.set(
+            "orders",
+            SubjectSchema::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap(),
+        );
         emitter.send("orders", event(br#"{"id": "o1", "qty": 3}"#), None).unwrap();
         emitter.send("audit", event(br#"{"id": "o1"}"#), None).unwrap();
         let captured = emitter.captured();
@@ -325,7 +329,10 @@ mod tests {
             matches!(early, Some(EmitError::Unavailable(ref m)) if m.contains("not read yet")),
             "{early:?}"
         );
-        out.set("orders", Writer::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap());
+        out.set(
+            "orders",
+            SubjectSchema::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap(),
+        );
         let misfit = emitter.send("orders", event(br#"{"id": "o1", "qty": "three"}"#), None).err();
         assert!(
             matches!(misfit, Some(EmitError::InvalidEvent(ref m)) if m.contains("does not fit http://r/subjects/orders-value/versions/2")),

@@ -3,16 +3,17 @@
 //! encoded to a subject's latest schema. The registry client caches schemas.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Duration;
 
-use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_subject};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 
 use super::Refusal;
+use super::subjects::SubjectSchema;
 use crate::config::RegistryConfig;
 
 /// What a decoded record turns into for handlers.
@@ -60,19 +61,47 @@ impl Registry {
     /// Decodes `bytes` with its writer's schema, to JSON if `to_json`. A record not in the wire format, a
     /// schema id the registry does not know, or bytes that do not decode are refused; a registry
     /// that does not answer (or answers 5xx, or refuses Weft's credentials) is unavailable.
-    pub async fn decode(&self, bytes: Option<&[u8]>, to_json: bool) -> Result<Decoded, Refusal> {
+    ///
+    /// With a `reader` schema the data is resolved to it (Avro schema resolution: fields the
+    /// writer lacks get the reader's defaults, fields the reader lacks are dropped), so handlers
+    /// see every record in one shape; data that cannot be resolved is refused.
+    pub async fn decode(
+        &self,
+        bytes: Option<&[u8]>,
+        to_json: bool,
+        reader: Option<&SubjectSchema>,
+    ) -> Result<Decoded, Refusal> {
         let label = "not in the wire format";
-        let Some(id) = bytes.and_then(schema_id) else {
+        let (Some(id), Some(bytes)) = (bytes.and_then(schema_id), bytes) else {
             return Err(Refusal::invalid(
                 label,
                 "data is not Avro in the schema registry's wire format (magic byte 0, then a 4-byte schema id)".into(),
             ));
         };
-        let decoded = self.decoder.decode(bytes).await.map_err(|error| self.refusal(id, error))?;
+        let value = match reader {
+            None => self.decoder.decode(Some(bytes)).await.map_err(|error| self.refusal(id, error))?.value,
+            Some(reader) => {
+                let writer = self.decoder.get_schema(id).await.map_err(|error| self.refusal(id, error))?;
+                let mut body = &bytes[5..];
+                GenericDatumReader::builder(&writer.parsed)
+                    .reader_schema(reader.schema())
+                    .build()
+                    .and_then(|datum| datum.read_value(&mut body))
+                    .map_err(|error| {
+                        Refusal::invalid(
+                            &reader.dataschema,
+                            format!(
+                                "data written with schema id {id} does not read as {}: {error}",
+                                reader.dataschema
+                            ),
+                        )
+                    })?
+            }
+        };
         if !to_json {
             return Ok(Decoded { json: None, id });
         }
-        let json = serde_json::Value::try_from(decoded.value).map_err(|error| {
+        let json = serde_json::Value::try_from(value).map_err(|error| {
             Refusal::invalid(&self.by_id(id), format!("Avro data has no JSON form: {error}"))
         })?;
         Ok(Decoded { json: Some(serde_json::to_vec(&json).expect("JSON values serialize")), id })
@@ -137,15 +166,15 @@ impl Registry {
     }
 
     /// The latest schema of `subject`.
-    pub async fn latest(&self, subject: &str) -> Result<Writer, String> {
+    pub async fn latest(&self, subject: &str) -> Result<SubjectSchema, String> {
         let strategy = SubjectNameStrategy::RecordNameStrategy(subject.to_string());
         let registered = get_schema_by_subject(&self.settings, &strategy)
             .await
             .map_err(|e| format!("reading subject {subject} from {}: {e}", self.url))?;
         let version = registered.version.map_or_else(|| "latest".to_string(), |v| v.to_string());
         let dataschema = format!("{}/subjects/{subject}/versions/{version}", self.url);
-        Writer::new(registered.id, &registered.schema, dataschema)
-            .map_err(|e| format!("subject {subject}'s latest schema is not Avro Weft can encode to: {e}"))
+        SubjectSchema::new(registered.id, &registered.schema, dataschema)
+            .map_err(|e| format!("subject {subject}'s latest schema is not an Avro schema Weft can use: {e}"))
     }
 }
 
@@ -164,125 +193,9 @@ fn schema_id(bytes: &[u8]) -> Option<u32> {
     }
 }
 
-/// A subject's latest schema, what emitted data is encoded to.
-pub struct Writer {
-    id: u32,
-    schema: Schema,
-    /// The `dataschema` of events encoded with it.
-    pub dataschema: String,
-}
-
-impl Writer {
-    /// The Avro schema `schema` (JSON text), registered with `id`, named `dataschema` in events.
-    pub fn new(id: u32, schema: &str, dataschema: String) -> Result<Self, apache_avro::Error> {
-        Ok(Self { id, schema: Schema::parse_str(schema)?, dataschema })
-    }
-
-    /// `json` encoded in the wire format, or why it does not fit the schema.
-    pub fn encode(&self, json: &[u8]) -> Result<Vec<u8>, String> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| format!("data is not JSON, so it cannot be encoded to Avro ({e})"))?;
-        let misfit = |e: apache_avro::Error| format!("data does not fit {}: {e}", self.dataschema);
-        let value = apache_avro::types::Value::try_from(value)
-            .map_err(misfit)?
-            .resolve(&self.schema)
-            .map_err(misfit)?;
-        let writer =
-            apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema).build().map_err(misfit)?;
-        let body = writer.write_value_to_vec(value).map_err(misfit)?;
-        let mut bytes = Vec::with_capacity(5 + body.len());
-        bytes.push(0);
-        bytes.extend_from_slice(&self.id.to_be_bytes());
-        bytes.extend_from_slice(&body);
-        Ok(bytes)
-    }
-}
-
-/// The subjects plugins emit Avro to, by topic, each with its latest schema (read again every
-/// `refresh_ms` by [`AvroOut::refresh`]).
-pub struct AvroOut {
-    subjects: HashMap<String, String>,
-    writers: RwLock<HashMap<String, Result<Arc<Writer>, String>>>,
-}
-
-impl AvroOut {
-    /// Encodes emits to `topic → subject`; no schema is read yet.
-    pub fn new(subjects: HashMap<String, String>) -> Self {
-        Self { subjects, writers: RwLock::new(HashMap::new()) }
-    }
-
-    /// Reads every subject's latest schema again; one the registry cannot give keeps the schema
-    /// it had.
-    pub async fn refresh(&self, registry: &Registry) {
-        for (topic, subject) in &self.subjects {
-            let read = registry.latest(subject).await;
-            if let Err(error) = &read {
-                tracing::warn!(topic, subject, %error, "cannot read the schema emits are encoded to");
-            }
-            let mut writers = self.writers.write().expect("writers poisoned");
-            match (read, writers.get(topic)) {
-                (Err(_), Some(Ok(_))) => {}
-                (read, _) => {
-                    writers.insert(topic.clone(), read.map(Arc::new));
-                }
-            }
-        }
-    }
-
-    /// Encodes emits to `topic` with `writer` from now on.
-    pub fn set(&self, topic: &str, writer: Writer) {
-        self.writers.write().expect("writers poisoned").insert(topic.to_string(), Ok(Arc::new(writer)));
-    }
-
-    /// Encodes `data` for `topic`, if its emits are Avro: the bytes and the `dataschema`, or why
-    /// not (`Err(Ok(reason))`: the data does not fit; `Err(Err(reason))`: no schema yet).
-    #[allow(clippy::type_complexity)]
-    pub fn encode(
-        &self,
-        topic: &str,
-        data: Option<&[u8]>,
-    ) -> Option<Result<(Vec<u8>, String), Result<String, String>>> {
-        self.subjects.get(topic)?;
-        let writers = self.writers.read().expect("writers poisoned");
-        let writer = match writers.get(topic) {
-            Some(Ok(writer)) => writer.clone(),
-            Some(Err(error)) => return Some(Err(Err(error.clone()))),
-            None => return Some(Err(Err(format!("the schema of {topic}'s emits is not read yet")))),
-        };
-        drop(writers);
-        let Some(data) = data else {
-            return Some(Err(Ok(format!("no data to encode to {}", writer.dataschema))));
-        };
-        Some(writer.encode(data).map(|bytes| (bytes, writer.dataschema.clone())).map_err(Ok))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ORDER: &str = r#"{"type": "record", "name": "Order", "fields": [
-        {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]}"#;
-
-    fn writer() -> Writer {
-        Writer::new(7, ORDER, "http://r/subjects/orders-value/versions/2".into()).unwrap()
-    }
-
-    #[test]
-    fn json_that_fits_is_encoded_in_the_wire_format() {
-        let bytes = writer().encode(br#"{"id": "o1", "qty": 3}"#).unwrap();
-        assert_eq!(&bytes[..5], &[0, 0, 0, 0, 7]);
-        assert_eq!(schema_id(&bytes), Some(7));
-        // "o1": length 2 zig-zag (4), the bytes; 3 zig-zag (6).
-        assert_eq!(&bytes[5..], &[4, b'o', b'1', 6]);
-    }
-
-    #[test]
-    fn json_that_does_not_fit_is_refused_with_the_schema_named() {
-        let error = writer().encode(br#"{"id": 5}"#).unwrap_err();
-        assert!(error.contains("does not fit http://r/subjects/orders-value/versions/2"), "{error}");
-        assert!(writer().encode(b"nope").unwrap_err().contains("not JSON"));
-    }
 
     #[test]
     fn only_the_wire_format_has_a_schema_id() {

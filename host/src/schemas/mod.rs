@@ -10,11 +10,13 @@
 //! # Layout
 //! - [`Schemas`] (here): each topic's settings and the check the lanes call before dispatch.
 //! - [`json`]: JSON Schemas read from files or HTTP(S), compiled once and cached; the check itself.
-//! - [`avro`]: the registry client (writer schemas by id; subject and version for `dataschema`),
-//!   and what emits to an Avro topic are encoded with ([`avro::AvroOut`]).
+//! - [`avro`]: the registry client (writer schemas by id; subject and version for `dataschema`).
+//! - [`subjects`]: subjects' latest schemas by topic: what emits to an Avro topic are encoded to,
+//!   and what records are read as.
 
 pub mod avro;
 pub mod json;
+pub mod subjects;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,8 +25,9 @@ use std::time::Duration;
 use crate::config::{AvroData, Config};
 use crate::ops::metrics::Metrics;
 
-use self::avro::{AvroOut, Registry};
+use self::avro::Registry;
 use self::json::JsonSchemas;
+use self::subjects::LatestSchemas;
 
 /// Why an event's data cannot go to its handlers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,14 +77,16 @@ pub struct Schemas {
     json: Arc<JsonSchemas>,
     registry: Option<Arc<Registry>>,
     /// Emits encoded to Avro, by topic.
-    pub avro_out: Option<Arc<AvroOut>>,
+    pub avro_out: Option<Arc<LatestSchemas>>,
+    /// Avro records read as a subject's latest schema, by topic.
+    avro_readers: Option<Arc<LatestSchemas>>,
     metrics: Metrics,
 }
 
 impl Schemas {
     /// The schemas `config` names. Every JSON Schema it names is read and compiled now, so a
     /// missing or broken one stops the start with its key named; the latest schemas of Avro emit
-    /// subjects are read by [`Schemas::refresh_avro_out`].
+    /// emit and reader subjects are read by [`Schemas::refresh_subjects`].
     pub async fn open(config: &Config, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
         let timeout = Duration::from_millis(config.schema_registry.as_ref().map_or(5_000, |r| r.timeout_ms));
         let json = Arc::new(JsonSchemas::new(timeout));
@@ -91,9 +96,13 @@ impl Schemas {
         };
         let mut topics = HashMap::new();
         let mut subjects = HashMap::new();
+        let mut readers = HashMap::new();
         for (topic, settings) in &config.topics {
             if let Some(subject) = &settings.avro_subject {
                 subjects.insert(topic.clone(), subject.clone());
+            }
+            if let Some(subject) = &settings.avro_reader_subject {
+                readers.insert(topic.clone(), subject.clone());
             }
             if !settings.checks_events() {
                 continue;
@@ -119,8 +128,12 @@ impl Schemas {
                 },
             );
         }
-        let avro_out = (!subjects.is_empty()).then(|| Arc::new(AvroOut::new(subjects)));
-        Ok(Arc::new(Self { topics, json, registry, avro_out, metrics }))
+        let latest = |purpose, subjects: HashMap<String, String>| {
+            (!subjects.is_empty()).then(|| Arc::new(LatestSchemas::new(purpose, subjects)))
+        };
+        let avro_out = latest("emits are encoded to", subjects);
+        let avro_readers = latest("records are read as", readers);
+        Ok(Arc::new(Self { topics, json, registry, avro_out, avro_readers, metrics }))
     }
 
     /// Whether the events of `topic` are checked.
@@ -128,12 +141,23 @@ impl Schemas {
         !self.topics.is_empty() && self.topics.contains_key(topic)
     }
 
-    /// Reads the latest schema of every subject plugins emit Avro to, now and then every
-    /// `refresh` until `stop`.
-    pub async fn refresh_avro_out(&self, refresh: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let (Some(out), Some(registry)) = (&self.avro_out, &self.registry) else { return };
+    /// Whether some topic's emits are encoded to, or records read as, a subject's latest schema.
+    pub fn reads_subjects(&self) -> bool {
+        self.avro_out.is_some() || self.avro_readers.is_some()
+    }
+
+    /// Reads the latest schema of every subject plugins emit Avro to or records are read as, now
+    /// and then every `refresh` until `stop`.
+    pub async fn refresh_subjects(&self, refresh: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(registry) = &self.registry else { return };
+        let subjects: Vec<&Arc<LatestSchemas>> = self.avro_out.iter().chain(&self.avro_readers).collect();
+        if subjects.is_empty() {
+            return;
+        }
         loop {
-            out.refresh(registry).await;
+            for latest in &subjects {
+                latest.refresh(registry).await;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(refresh) => {}
                 _ = stop.changed() => return,
@@ -168,8 +192,18 @@ impl Schemas {
     ) -> Result<String, Refusal> {
         if let Some(avro) = rules.avro {
             let registry = self.registry.as_ref().expect("validated: avro needs a registry");
-            let decoded = registry.decode(event.data.as_deref(), avro == AvroData::Json).await?;
-            let name = registry.dataschema(decoded.id, topic).await;
+            let reader = match self.avro_readers.as_ref().and_then(|readers| readers.of(topic)) {
+                None => None,
+                Some(Ok(reader)) => Some(reader),
+                // The event waits until the subject is read, like for a registry outage.
+                Some(Err(missing)) => return Err(Refusal::Unavailable(missing)),
+            };
+            let decoded =
+                registry.decode(event.data.as_deref(), avro == AvroData::Json, reader.as_deref()).await?;
+            let name = match &reader {
+                Some(reader) => reader.dataschema.clone(),
+                None => registry.dataschema(decoded.id, topic).await,
+            };
             if avro == AvroData::Json {
                 *event.data = decoded.json;
                 *event.datacontenttype = Some("application/json".into());

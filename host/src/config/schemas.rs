@@ -21,7 +21,8 @@ pub struct RegistryConfig {
     /// How long one request to the registry may take.
     #[serde(default = "defaults::registry_timeout_ms")]
     pub timeout_ms: u64,
-    /// How often the latest schema of each subject plugins emit Avro to is read again.
+    /// How often the latest schema of each subject plugins emit Avro to, or records are read as,
+    /// is read again.
     #[serde(default = "defaults::registry_refresh_ms")]
     pub refresh_ms: u64,
 }

@@ -86,7 +86,7 @@ pub struct Schemas {
 impl Schemas {
     /// The schemas `config` names. Every JSON Schema it names is read and compiled now, so a
     /// missing or broken one stops the start with its key named; the latest schemas of Avro emit
-    /// emit and reader subjects are read by [`Schemas::refresh_subjects`].
+    /// and reader subjects are read by [`Schemas::refresh_subjects`].
     pub async fn open(config: &Config, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
         let timeout = Duration::from_millis(config.schema_registry.as_ref().map_or(5_000, |r| r.timeout_ms));
         let json = Arc::new(JsonSchemas::new(timeout));

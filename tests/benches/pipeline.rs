@@ -449,12 +449,7 @@ async fn paced(brokers: &str, topic: &str, events: u64, rate: u64) {
 /// Produces `events` structured CloudEvents to `topic`; one in `fail_every` (if not 0), spread over the keys,
 /// fails its first attempt in echo.
 fn produce(topic: &str, events: u64, fail_every: u64) {
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", if batch() > 1 { "20" } else { "0" })
-        .set("batch.num.messages", batch().to_string())
-        .create()
-        .expect("producer");
+    let producer = bench_producer();
     let note = "x".repeat(DATA_BYTES - 80);
     for n in 0..events {
         let mut event = serde_json::json!({
@@ -523,12 +518,7 @@ async fn avro_topic(events: u64) -> Option<(String, String)> {
     let parsed = apache_avro::Schema::parse_str(schema).unwrap();
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&parsed).build().unwrap();
     let note = "x".repeat(DATA_BYTES - 80);
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", if batch() > 1 { "20" } else { "0" })
-        .set("batch.num.messages", batch().to_string())
-        .create()
-        .expect("producer");
+    let producer = bench_producer();
     for n in 0..events {
         use apache_avro::types::Value;
         let data = Value::Record(vec![
@@ -562,6 +552,16 @@ async fn avro_topic(events: u64) -> Option<(String, String)> {
     let settings =
         format!("[schema_registry]\nurl = \"{registry}\"\n[topics.\"{topic}\"]\navro = \"json\"\n");
     Some((topic, settings))
+}
+
+/// The producer that writes the bench's topics, batching up to [`batch`] records.
+fn bench_producer() -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", if batch() > 1 { "20" } else { "0" })
+        .set("batch.num.messages", batch().to_string())
+        .create()
+        .expect("producer")
 }
 
 /// Records per produced batch at most (`WEFT_BENCH_BATCH`, default 1,000: what a producer under

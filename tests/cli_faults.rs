@@ -3,7 +3,8 @@
 //! note; a plugin that sleeps in a WASI call is stopped at the default deadline, and with
 //! `--log-format json` every line the process writes to stderr is JSON, a guest panic included.
 //! `weft produce` writes a file of records to the broker as written, and names the record and the
-//! field of a bad one. `weft plugin promote` and `roll-back` move a canary's file.
+//! field of a bad one. `weft plugin promote` and `roll-back` move a canary's file. `weft invoke
+//! --config` checks the event against its topic's schema first.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -167,6 +168,56 @@ fn invoke_says_when_the_plugin_would_not_receive_the_event() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("would not deliver it: topic weft-echo-in"), "{text}");
+}
+
+/// With `--config`, the event is checked against its topic's schema first, as the host does: one
+/// that does not match never reaches the plugin, and the report says the host would dead-letter it.
+#[test]
+fn invoke_with_a_config_checks_the_event_against_its_topic_schema_first() {
+    let dir = std::env::temp_dir().join(unique("weft-invoke-schema"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("order.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "required": ["qty"], "properties": {"qty": {"type": "integer"}}}"#,
+    )
+    .unwrap();
+    let config = dir.join("weft.toml");
+    let text = format!(
+        "[kafka]\nbrokers = \"unused:9092\"\n[topics.\"orders\"]\nschema = \"{}\"\n",
+        schema.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let event = |data: serde_json::Value| {
+        let event = serde_json::json!({ "specversion": "1.0", "id": "cli-s", "source": "/cli", "type": "t", "data": data });
+        let path = dir.join(format!("{}.json", unique("event")));
+        std::fs::write(&path, serde_json::to_vec(&event).unwrap()).unwrap();
+        path
+    };
+    let run = |event: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["invoke", ECHO_WASM, "--topic", "orders", "--config"])
+            .arg(&config)
+            .arg("--event")
+            .arg(event)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let refused = run(&event(serde_json::json!({ "qty": "three" })));
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("refused by its schema")
+            && text.contains("at /qty: \"three\" is not of type \"integer\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("dead-letter it (reason schema_invalid)") && text.contains("emitted 0 event(s)"),
+        "{text}"
+    );
+    let fits = run(&event(serde_json::json!({ "qty": 3 })));
+    assert_eq!(fits.status.code(), Some(0), "{}", String::from_utf8_lossy(&fits.stdout));
 }
 
 /// The conformance handler of every language logs `handled <id>` through the host: the line

@@ -126,6 +126,10 @@ pub enum Command {
         /// `key=value` pairs the plugin reads with config-get.
         #[arg(long = "set", value_parser = parse_key_value)]
         settings: Vec<(String, String)>,
+        /// Check the event first against the schemas this configuration gives its topic
+        /// (`[topics]`, `[schema_registry]`), as the host does before any plugin sees it.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -338,6 +342,7 @@ pub async fn execute(
             offset,
             attempt,
             settings,
+            config,
             json,
         } => {
             let value = if event.as_os_str() == "-" {
@@ -360,7 +365,16 @@ pub async fn execute(
             };
             let settings = PluginConfig { config: settings.into_iter().collect(), ..PluginConfig::default() };
             let limits = crate::sandbox::plugin::Limits::from_config(&Config::with_brokers("unused:9092"));
-            let invocation = crate::cli::invoke::invoke_record(&plugin, &record, &settings, limits).await?;
+            let schemas = match config {
+                Some(path) => {
+                    let config = Config::load(&path)?;
+                    Some(crate::schemas::Schemas::open(&config, crate::ops::metrics::Metrics::new()).await?)
+                }
+                None => None,
+            };
+            let invocation =
+                crate::cli::invoke::invoke_checked(&plugin, &record, &settings, limits, schemas.as_deref())
+                    .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&invocation.to_json(&record))?);
             } else {

@@ -11,12 +11,14 @@ use crate::config::{Config, PluginConfig};
 use crate::event::{CloudEvent, Record};
 use crate::failure::Failure;
 use crate::kafka_in::decode::decode;
+use crate::kafka_out::dead_letters::DlqReason;
 use crate::kafka_out::emit::{Emitted, Emitter};
 use crate::ops::trace::TraceParent;
 use crate::pipeline::retry::{Decision, decide};
 use crate::sandbox::bindings;
 use crate::sandbox::plugin::{Limits, Plugin};
 use crate::sandbox::runtime::{Runtime, RuntimeOptions};
+use crate::schemas::{EventData, Refusal, Schemas};
 
 /// Loads `path` the way the host would, with `settings`, emitting into a capture buffer.
 pub async fn check(path: &Path, settings: &PluginConfig) -> anyhow::Result<Plugin> {
@@ -125,6 +127,18 @@ pub async fn invoke_record(
     settings: &PluginConfig,
     limits: Limits,
 ) -> anyhow::Result<Invocation> {
+    invoke_checked(path, record, settings, limits, None).await
+}
+
+/// [`invoke_record`], checking the event against `schemas` first as the host would: an event its
+/// schema refuses never reaches the plugin (the host dead-letters it as `schema_invalid`).
+pub async fn invoke_checked(
+    path: &Path,
+    record: &InvokeRecord,
+    settings: &PluginConfig,
+    limits: Limits,
+    schemas: Option<&Schemas>,
+) -> anyhow::Result<Invocation> {
     let runtime = Runtime::with_options(&RuntimeOptions { fuel: limits.fuel.is_some(), cache_dir: None })?;
     let emitter = Arc::new(Emitter::capture());
     let plugin = Plugin::load(&runtime, path, settings, limits, emitter.clone())
@@ -136,11 +150,33 @@ pub async fn invoke_record(
     } else {
         record.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))).collect()
     };
-    let (event, headers) = decode(&headers, Some(&record.value)).context(if record.headers.is_empty() {
-        "the event file is not a valid structured-mode CloudEvent"
-    } else {
-        "the record is not a valid CloudEvent"
-    })?;
+    let (mut event, headers) =
+        decode(&headers, Some(&record.value)).context(if record.headers.is_empty() {
+            "the event file is not a valid structured-mode CloudEvent"
+        } else {
+            "the record is not a valid CloudEvent"
+        })?;
+    if let Some(schemas) = schemas {
+        let data = EventData {
+            ty: &event.ty,
+            datacontenttype: &mut event.datacontenttype,
+            dataschema: &mut event.dataschema,
+            data: &mut event.data,
+        };
+        match schemas.check(&record.topic, data).await {
+            Ok(()) => {}
+            Err(Refusal::Unavailable(why)) => anyhow::bail!("cannot check the event's schema now: {why}"),
+            Err(Refusal::Invalid { reason, .. }) => {
+                return Ok(Invocation {
+                    outcome: Err(Failure::Permanent(format!("refused by its schema: {reason}"))),
+                    emitted: Vec::new(),
+                    event,
+                    decision: Some(Decision::DeadLetter(DlqReason::SchemaInvalid)),
+                    unmatched: None,
+                });
+            }
+        }
+    }
     let unmatched = (!plugin.subscriptions.iter().any(|s| s.topic == record.topic && s.matches(&event)))
         .then(|| plugin.subscriptions.clone());
     let kafka = Record {

@@ -6,6 +6,8 @@
 //! counted per topic and schema.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use weft_tests::*;
@@ -25,12 +27,15 @@ const CANCELLED: &str = r#"{"type": "object", "required": ["id", "reason"]}"#;
 const NOTED: &str =
     r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "required": ["note"]}"#;
 
-/// Serves the files of `dir` over HTTP on a free port; gives the address.
-async fn serve(dir: &Path) -> String {
-    let dir = dir.to_path_buf();
+/// Serves the files of `dir` over HTTP on a free port; gives the address, and the count of
+/// requests served.
+async fn serve(dir: &Path) -> (String, Arc<AtomicUsize>) {
+    let (dir, requests) = (dir.to_path_buf(), Arc::new(AtomicUsize::new(0)));
+    let counted = requests.clone();
     let app = axum::Router::new().route(
         "/{name}",
         axum::routing::get(move |axum::extract::Path(name): axum::extract::Path<String>| {
+            counted.fetch_add(1, Ordering::SeqCst);
             let path = dir.join(name);
             async move { std::fs::read_to_string(path).map_err(|_| axum::http::StatusCode::NOT_FOUND) }
         }),
@@ -38,7 +43,7 @@ async fn serve(dir: &Path) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    address
+    (address, requests)
 }
 
 /// A binary-mode CloudEvent record: its headers and its JSON data.
@@ -79,7 +84,7 @@ async fn json_schemas_checked(mode: weft::config::DeliveryMode) {
     std::fs::write(files.join("item.json"), ITEM).unwrap();
     std::fs::write(files.join("noted.json"), NOTED).unwrap();
     std::fs::write(files.join("cancelled.json"), CANCELLED).unwrap();
-    let server = serve(&files).await;
+    let (server, requests) = serve(&files).await;
     let order = files.join("order.json").display().to_string();
     let cancelled = files.join("cancelled.json").display().to_string();
 
@@ -129,6 +134,8 @@ async fn json_schemas_checked(mode: weft::config::DeliveryMode) {
     assert!(negative.contains("at /items/1/price: -1 is less than the minimum of 0"), "{negative}");
     let bare = schema_invalid_error(&dead, "cancel-bare");
     assert!(bare.contains("cancelled.json") && bare.contains("\"reason\" is a required property"), "{bare}");
+    // Two events named the served schema: it was fetched once, then compiled from the cache.
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "the schema is fetched once");
     let unnoted = schema_invalid_error(&dead, "unnoted");
     assert!(
         unnoted.contains("noted.json") && unnoted.contains("\"note\" is a required property"),

@@ -183,7 +183,7 @@ pub fn accept(
         series,
         letters: Vec::new(),
         held: Vec::new(),
-        letter_backoff: crate::pipeline::job::FIRST_LETTER_BACKOFF,
+        wait: crate::pipeline::job::FIRST_WAIT,
         received,
     })
 }

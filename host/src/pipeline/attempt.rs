@@ -285,7 +285,7 @@ impl Lane {
                 if self.pipeline.stopping() {
                     return Some(Progress::Abandoned);
                 }
-                return Some(Progress::Retry(job.next_letter_backoff()));
+                return Some(Progress::Retry(job.next_wait()));
             }
             job.letters.remove(0);
         }
@@ -307,11 +307,13 @@ impl Lane {
         let reason = match self.pipeline.schemas.check(&job.record.topic, data).await {
             Ok(()) => {
                 job.unchecked = false;
+                // A dead-letter write that fails later starts from the first wait again.
+                job.wait = crate::pipeline::job::FIRST_WAIT;
                 return None;
             }
             Err(Refusal::Unavailable(why)) => {
                 let id = event.id.clone();
-                let wait = job.next_letter_backoff();
+                let wait = job.next_wait();
                 tracing::warn!(topic = %job.record.topic, partition = job.record.partition, offset = job.record.offset, ce.id = %id, error = %why, "cannot check the event's schema now; it waits {wait:?}");
                 return Some(Progress::Retry(wait));
             }

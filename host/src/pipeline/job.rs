@@ -41,7 +41,7 @@ pub struct Job {
     pub held: Vec<crate::kafka_out::outgoing::Outgoing>,
     /// The wait before the next try of `letters`, or of a schema check the registry did not
     /// answer: 100 ms, doubling to 10 s.
-    pub letter_backoff: std::time::Duration,
+    pub wait: std::time::Duration,
     /// When the consumer handed the record to Weft: the start of Weft's own part of its delay.
     pub received: std::time::Instant,
 }
@@ -70,20 +70,21 @@ impl Job {
             series,
             letters: vec![letter],
             held: Vec::new(),
-            letter_backoff: FIRST_LETTER_BACKOFF,
+            wait: FIRST_WAIT,
             received,
         }
     }
 
     /// After a dead-letter write or a schema lookup failed: how long to wait before the next try
     /// (growing).
-    pub fn next_letter_backoff(&mut self) -> std::time::Duration {
-        let wait = self.letter_backoff;
-        self.letter_backoff = (wait * 2).min(LAST_LETTER_BACKOFF);
+    pub fn next_wait(&mut self) -> std::time::Duration {
+        let wait = self.wait;
+        self.wait = (wait * 2).min(LAST_WAIT);
         wait
     }
 }
 
-/// The first wait before a refused dead-letter write is tried again, and the longest.
-pub const FIRST_LETTER_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
-const LAST_LETTER_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+/// The first wait before a refused dead-letter write or an unanswered schema lookup is tried again,
+/// and the longest.
+pub const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
